@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole test suite offscreen, without a sound card.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+export QT_QPA_PLATFORM=offscreen
+exec "$ROOT/.venv/bin/python" -m pytest -q "$@"
