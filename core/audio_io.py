@@ -1,0 +1,439 @@
+"""Reading stems and references, writing renders.
+
+Everything libsndfile reads (WAV, FLAC, AIFF, OGG, MP3) is loaded as float32 and resampled with soxr
+(quality ``VHQ``) to the session rate, one of :data:`SUPPORTED_RATES`. Input files may have any rate.
+
+Layout: audio arrays are float32 ``numpy`` arrays shaped ``(channels, frames)``, full scale = 1.0.
+Only mono and stereo are accepted.
+
+Every problem with a file raises :class:`AudioError` with a one-line message that starts with the file's
+path as given, e.g. ``bass.wav: contains NaN or infinite samples``.
+
+Writing is atomic: a render goes to a temporary file in the destination folder which replaces the
+destination only once it is complete and flushed to disk, so a failed write never damages an existing file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+#: Session sample rates (Hz). The first one is the default.
+SUPPORTED_RATES = (44100, 48000)
+DEFAULT_SAMPLE_RATE = SUPPORTED_RATES[0]
+
+#: File name endings picked up when a folder is expanded (compared case-insensitively).
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".mp3")
+
+#: A stem whose peak magnitude is below this (-100 dBFS) is flagged silent.
+SILENCE_PEAK = 1e-5
+
+#: Output formats and bit depths accepted by :func:`write_audio`.
+WRITE_FORMATS = {"wav": "WAV", "flac": "FLAC"}
+WRITE_BITS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
+
+_RESAMPLE_QUALITY = "VHQ"
+_MAX_CHANNELS = 2
+_PAD_REPORT_MIN_FRAMES = 2  # a one-frame difference is resampling rounding, not worth reporting
+
+
+class AudioError(ValueError):
+    """A file cannot be read or written; the message is one line naming the file."""
+
+
+def _fail(path: str | os.PathLike, problem: str) -> AudioError:
+    """Build an :class:`AudioError` reading ``"<path>: <problem>"`` on a single line."""
+    return AudioError(" ".join(f"{os.fspath(path)}: {problem}".splitlines()))
+
+
+def _positive_int(value) -> int | None:
+    """``value`` as an ``int`` if it is a positive whole number (not a bool or a string), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if n == value and n > 0 else None
+
+
+def check_sample_rate(sample_rate: int) -> int:
+    """Validate a session rate (Hz) against :data:`SUPPORTED_RATES`; return it as ``int``."""
+    rate = _positive_int(sample_rate)
+    if rate not in SUPPORTED_RATES:
+        allowed = " or ".join(str(r) for r in SUPPORTED_RATES)
+        raise AudioError(f"unsupported session sample rate {sample_rate!r} Hz (use {allowed})")
+    return rate
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Audio:
+    """One loaded file.
+
+    ``data`` is float32 shaped ``(channels, frames)`` at ``sample_rate`` (Hz); ``original_sample_rate``
+    (Hz) and ``original_frames`` describe the file before resampling and padding. ``silent`` stems
+    (peak below :data:`SILENCE_PEAK`) are kept but should be left out of analysis.
+    """
+
+    data: np.ndarray
+    sample_rate: int
+    path: str
+    name: str
+    original_sample_rate: int
+    original_frames: int
+    silent: bool = False
+
+    @property
+    def channels(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def frames(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds at ``sample_rate``."""
+        return self.frames / self.sample_rate
+
+    @property
+    def original_duration(self) -> float:
+        """Length of the file in seconds, before resampling and padding."""
+        return self.original_frames / self.original_sample_rate
+
+    @property
+    def is_stereo(self) -> bool:
+        return self.channels == 2
+
+
+def _check_readable_path(path: str) -> None:
+    if not os.path.exists(path):
+        raise _fail(path, "file not found")
+    if os.path.isdir(path):
+        raise _fail(path, "is a folder, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise _fail(path, "is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise _fail(path, "permission denied")
+
+
+def _read_file(path: str) -> tuple[np.ndarray, int]:
+    """Decode ``path`` -> (float32 ``(frames, channels)``, rate in Hz), rejecting unusable content."""
+    try:
+        with sf.SoundFile(path) as f:
+            if f.channels > _MAX_CHANNELS:
+                raise _fail(path, f"has {f.channels} channels; only mono and stereo are supported")
+            rate = int(f.samplerate)
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.SoundFileError, OSError, RuntimeError, ValueError) as exc:
+        reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+        raise _fail(path, f"not a readable audio file ({reason})") from exc
+    if data.shape[0] == 0:
+        raise _fail(path, "is empty (no audio frames)")
+    if not np.isfinite(data).all():
+        raise _fail(path, "contains NaN or infinite samples")
+    return data, rate
+
+
+def _resample(data: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """float32 ``(frames, channels)`` at ``rate_in`` -> float32 ``(channels, frames')`` at ``rate_out``."""
+    if rate_in != rate_out:
+        data = soxr.resample(data, rate_in, rate_out, quality=_RESAMPLE_QUALITY)
+    return np.ascontiguousarray(data.T, dtype=np.float32)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Audio:
+    """Read a mono or stereo file and resample it to ``sample_rate`` (Hz, one of :data:`SUPPORTED_RATES`).
+
+    Returns an :class:`Audio` whose ``data`` is float32 ``(channels, frames)``. Raises :class:`AudioError`
+    for missing files, folders, empty or undecodable files, more than two channels, NaN/Inf samples.
+    """
+    sample_rate = check_sample_rate(sample_rate)
+    path = os.fspath(path)
+    _check_readable_path(path)
+    raw, rate = _read_file(path)
+    data = _resample(raw, rate, sample_rate)
+    if data.shape[1] == 0:
+        raise _fail(path, f"too short ({raw.shape[0]} frames at {rate} Hz)")
+    peak = float(np.max(np.abs(data)))
+    return Audio(
+        data=data,
+        sample_rate=sample_rate,
+        path=path,
+        name=Path(path).stem,
+        original_sample_rate=rate,
+        original_frames=int(raw.shape[0]),
+        silent=peak < SILENCE_PEAK,
+    )
+
+
+def _is_audio_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS)
+
+
+def _audio_files_in(folder: str, depth: int = 1) -> list[str]:
+    """Audio files in ``folder`` and, ``depth`` levels down, its subfolders; sorted, hidden ones skipped."""
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name.lower()):
+        path = os.path.join(folder, entry.name)
+        if entry.is_file() and _is_audio_name(entry.name):
+            found.append(path)
+        elif depth > 0 and entry.is_dir() and not entry.name.startswith("."):
+            found += _audio_files_in(path, depth - 1)
+    return found
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Files and folders -> list of file paths, in the order given.
+
+    A file is kept as is (whatever its extension; reading it decides). A folder expands to the files with
+    an :data:`AUDIO_EXTENSIONS` ending in it and in its direct subfolders, sorted. The same file given
+    twice is kept once. Raises :class:`AudioError` for a missing path, a folder without audio files or an
+    empty result.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in paths:
+        p = os.fspath(p)
+        if not os.path.exists(p):
+            raise _fail(p, "file or folder not found")
+        if os.path.isdir(p):
+            try:
+                files = _audio_files_in(p)
+            except OSError as exc:
+                raise _fail(p, f"cannot list folder ({exc.strerror or exc})") from exc
+            if not files:
+                raise _fail(p, f"no audio files in folder (looked for {', '.join(AUDIO_EXTENSIONS)})")
+        else:
+            files = [p]
+        for f in files:
+            key = os.path.normcase(os.path.realpath(f))
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    if not out:
+        raise AudioError("no audio files given")
+    return out
+
+
+# --- stem sets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StemSet:
+    """Stems at one rate and one length.
+
+    Every ``stems[i].data`` is float32 ``(channels, frames)`` at ``sample_rate`` (Hz). ``padded`` lists
+    ``(name, original_seconds)`` for stems that were zero-padded to ``frames``; ``truncated`` the same
+    for stems cut to an imposed length.
+    """
+
+    stems: list[Audio]
+    sample_rate: int
+    frames: int
+    padded: list[tuple[str, float]] = field(default_factory=list)
+    truncated: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stems]
+
+    @property
+    def duration(self) -> float:
+        """Common length in seconds."""
+        return self.frames / self.sample_rate
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """Disambiguate repeated names (case-insensitively): ``gtr, gtr`` -> ``gtr, gtr (2)``."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{name} ({n})"
+        taken.add(candidate.casefold())
+        out.append(candidate)
+    return out
+
+
+def fit_length(data: np.ndarray, frames: int) -> np.ndarray:
+    """Zero-pad or truncate ``(channels, T)`` along the last axis to ``(channels, frames)``."""
+    have = data.shape[-1]
+    if have >= frames:
+        return data[..., :frames]
+    pad = np.zeros(data.shape[:-1] + (frames - have,), dtype=data.dtype)
+    return np.concatenate([data, pad], axis=-1)
+
+
+def load_stems(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    frames: int | None = None,
+) -> StemSet:
+    """Load files and folders (see :func:`expand_paths`) as one :class:`StemSet` at ``sample_rate`` (Hz).
+
+    Stems are zero-padded to the longest one, or padded/truncated to ``frames`` when given (to align
+    with another signal). Repeated names are disambiguated. Raises :class:`AudioError` on the first bad
+    file.
+    """
+    sample_rate = check_sample_rate(sample_rate)
+    if frames is not None and _positive_int(frames) is None:
+        raise AudioError(f"stem length must be a positive number of frames, got {frames!r}")
+    stems = [load_audio(p, sample_rate) for p in expand_paths(paths)]
+    target = _positive_int(frames) if frames is not None else max(s.frames for s in stems)
+    padded, truncated, out = [], [], []
+    for stem, name in zip(stems, unique_names(s.name for s in stems), strict=True):
+        if target - stem.frames >= _PAD_REPORT_MIN_FRAMES:
+            padded.append((name, stem.original_duration))
+        elif stem.frames - target >= _PAD_REPORT_MIN_FRAMES:
+            truncated.append((name, stem.original_duration))
+        out.append(replace(stem, name=name, data=np.ascontiguousarray(fit_length(stem.data, target))))
+    return StemSet(out, sample_rate, target, padded, truncated)
+
+
+def to_stereo(data: np.ndarray) -> np.ndarray:
+    """``(1, T)`` or ``(T,)`` mono -> ``(2, T)`` with the channel duplicated; ``(2, T)`` is returned as is."""
+    data = np.asarray(data)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2 or data.shape[0] not in (1, 2):
+        raise ValueError(f"expected mono or stereo audio shaped (channels, frames), got {data.shape}")
+    return data if data.shape[0] == 2 else np.repeat(data, 2, axis=0)
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def _output_format(path: str, format: str | None) -> str:
+    name = format if format is not None else os.path.splitext(path)[1].lstrip(".")
+    key = name.lower()
+    if key not in WRITE_FORMATS:
+        raise _fail(path, f"unsupported output format '{name}' (use {' or '.join(WRITE_FORMATS)})")
+    return WRITE_FORMATS[key]
+
+
+def _output_subtype(path: str, fmt: str, bits: str) -> str:
+    key = str(bits).lower()
+    if key not in WRITE_BITS:
+        raise _fail(path, f"unsupported bit depth '{bits}' (use {', '.join(WRITE_BITS)})")
+    subtype = WRITE_BITS[key]
+    if not sf.check_format(fmt, subtype):
+        raise _fail(path, f"{fmt} cannot store {key}-bit samples")
+    return subtype
+
+
+def _quantise(data: np.ndarray, subtype: str) -> np.ndarray:
+    """``(channels, frames)`` float -> ``(frames, channels)`` samples ready for ``subtype``.
+
+    PCM is rounded to the nearest step and clipped to the representable range (never wrapped); 24-bit
+    goes in the top bits of int32, as libsndfile expects.
+    """
+    x = data.T
+    if subtype == "FLOAT":
+        return np.ascontiguousarray(x, dtype=np.float32)
+    bits = 16 if subtype == "PCM_16" else 24
+    full = 2 ** (bits - 1)
+    q = np.clip(np.round(x.astype(np.float64) * full), -full, full - 1)
+    if bits == 16:
+        return np.ascontiguousarray(q, dtype=np.int16)
+    return np.ascontiguousarray(q, dtype=np.int32) << 8
+
+
+def _temp_path(folder: str, base: str) -> str:
+    """Create and return an empty, exclusively created temporary file next to the destination."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
+def _fsync(path: str, flags: int = os.O_RDWR) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename durable (POSIX only; best effort)."""
+    if os.name == "posix":
+        try:
+            _fsync(folder, os.O_RDONLY)
+        except OSError:
+            pass
+
+
+def write_audio(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    sample_rate: int,
+    format: str | None = None,
+    bits: str = "24",
+) -> None:
+    """Atomically write ``data`` (float ``(channels, frames)`` or mono ``(frames,)``, full scale 1.0).
+
+    ``format`` is ``"wav"`` or ``"flac"`` (default: from the extension); ``bits`` is ``"16"``, ``"24"``
+    or ``"32f"`` (float, WAV only). Samples should already lie in [-1, 1); PCM output is clipped rather
+    than wrapped. On any failure the destination is left untouched, no temporary file remains and
+    :class:`AudioError` is raised.
+    """
+    path = os.fspath(path)
+    fmt = _output_format(path, format)
+    subtype = _output_subtype(path, fmt, bits)
+    data = np.asarray(data)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2 or data.shape[0] not in (1, _MAX_CHANNELS):
+        raise _fail(path, f"expected 1 or 2 channels shaped (channels, frames), got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.floating):
+        raise _fail(path, f"expected floating-point samples, got {data.dtype}")
+    if not np.isfinite(data).all():
+        raise _fail(path, "refusing to write NaN or infinite samples")
+    rate = _positive_int(sample_rate)
+    if rate is None:
+        raise _fail(path, f"invalid sample rate {sample_rate!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _fail(path, "destination folder does not exist")
+    samples = _quantise(data, subtype)
+    tmp = None
+    try:
+        tmp = _temp_path(folder, os.path.basename(path))
+        with sf.SoundFile(tmp, "w", rate, samples.shape[1], subtype, format=fmt) as f:
+            f.write(samples)
+        _fsync(tmp)
+        os.replace(tmp, path)
+        tmp = None
+    except Exception as exc:
+        raise _fail(path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+    _fsync_folder(folder)
