@@ -1,0 +1,93 @@
+"""Stems and reference as the console, the model and refinement see them.
+
+Stems are loaded at the session rate, made two-channel (a mono stem is duplicated and flagged
+``stereo=False``) and padded to one length. Each stem's ``trim_db`` is set by loudness normalisation to
+:data:`STEM_LUFS`, so the default console (trims, faders at 0 dB, pans centred) is the *equal-loudness
+sum* that the method is measured against. The reference is kept as is; analysis uses it normalised
+to :data:`REFERENCE_LUFS` (DESIGN.md section 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio_io import Audio, load_audio, load_stems, to_stereo
+from .features import integrated_lufs
+from .paramfile import MixParams
+from .params import TRACK
+
+STEM_LUFS = -28.0  # every stem's loudness after trim: 8 stems sum to roughly -19 LUFS
+REFERENCE_LUFS = -16.0  # reference loudness for analysis
+
+
+@dataclass
+class Inputs:
+    """A session's audio, ready for the console.
+
+    stems: (N, 2, T) float32 raw (untrimmed) at ``sample_rate``; stereo, silent: (N,) bool;
+    trim_db: (N,) float64; reference: (2, Tr) float32 or None.
+    """
+
+    names: list[str]
+    files: list[str]
+    stems: np.ndarray
+    stereo: np.ndarray
+    silent: np.ndarray
+    trim_db: np.ndarray
+    sample_rate: int
+    reference: np.ndarray | None = None
+    reference_file: str | None = None
+    padded: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return self.stems.shape[-1]
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def default_params(self) -> MixParams:
+        """The equal-loudness sum: defaults everywhere, trims from loudness normalisation."""
+        mp = MixParams.defaults(self.names, files=list(self.files), stereo=[bool(s) for s in self.stereo],
+                                sample_rate=self.sample_rate)
+        mp.tracks[:, TRACK.index("trim_db")] = self.trim_db
+        return mp
+
+
+def trim_for(x: np.ndarray, sample_rate: int, silent: bool) -> float:
+    """Trim (dB) that brings stem ``x`` (C, T) to :data:`STEM_LUFS`, within the trim range."""
+    if silent:
+        return 0.0
+    level = integrated_lufs(x, sample_rate)
+    if not math.isfinite(level):
+        return 0.0
+    return TRACK["trim_db"].clip(STEM_LUFS - level)
+
+
+def from_audio(stems: list[Audio], sample_rate: int, reference: Audio | None = None,
+               padded=None) -> Inputs:
+    frames = max(a.frames for a in stems)
+    data = np.zeros((len(stems), 2, frames), dtype=np.float32)
+    for i, a in enumerate(stems):
+        data[i, :, : a.frames] = to_stereo(a.data)
+    silent = np.array([a.silent for a in stems])
+    trims = np.array([trim_for(a.data, sample_rate, a.silent) for a in stems])
+    ref = to_stereo(reference.data).astype(np.float32) if reference is not None else None
+    return Inputs([a.name for a in stems], [a.path for a in stems], data,
+                  np.array([a.is_stereo for a in stems]), silent, trims, sample_rate, ref,
+                  reference.path if reference is not None else None, list(padded or []))
+
+
+def load_inputs(stem_paths: list[str], reference_path: str | None, sample_rate: int = 44100) -> Inputs:
+    """Load stems (files or folders) and an optional reference; errors are one-line AudioErrors."""
+    stem_set = load_stems(stem_paths, sample_rate)
+    reference = load_audio(reference_path, sample_rate) if reference_path else None
+    if reference is not None and reference.silent:
+        from .audio_io import AudioError
+
+        raise AudioError(f"{reference_path}: reference is silent")
+    return from_audio(stem_set.stems, sample_rate, reference, stem_set.padded)

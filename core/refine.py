@@ -1,0 +1,232 @@
+"""Reference matching by optimisation through the differentiable console ("refine").
+
+Works without any model (start from the equal-loudness defaults) and after one (start from its
+prediction). The loss is the AF style loss (:mod:`core.features`) between the console's mix and the
+reference, over analysis sections chosen automatically: the parts where the most stems play, and the
+loudest parts of the reference (normalised to ``REFERENCE_LUFS``). The console's absolute level is
+part of the fit (the RMS and bark terms), so the settings land near a sane gain structure; the output
+stage then sets the final loudness with the master fader.
+
+Parameters are optimised in the schema's unit space with Adam, projected back to [0, 1] after every
+step; locked parameters (and the import trims) never move. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import console
+from .features import activity_frames, af_features, af_loss, loudness_normalize
+from .paramfile import MixParams
+from .params import MASTER, TRACK
+from .prepare import REFERENCE_LUFS, Inputs
+
+FRAME_S = 0.25  # resolution of section choice
+
+
+@dataclass
+class RefineConfig:
+    steps: int = 100
+    lr: float = 0.04
+    seed: int = 0
+    section_seconds: float = 4.0
+    n_sections: int = 2
+    region: tuple[float, float] | None = None  # analysis region of the stems (seconds), e.g. a loop
+
+
+@dataclass
+class RefineResult:
+    params: MixParams
+    loss_before: float
+    loss_after: float
+    terms_before: dict[str, float]
+    terms_after: dict[str, float]
+    history: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    sections: list[tuple[int, int]] = field(default_factory=list)
+
+
+# --- analysis sections ----------------------------------------------------------------------------
+
+def _best_windows(score: np.ndarray, win: int, count: int) -> list[int]:
+    """Start frames of up to ``count`` non-overlapping windows of ``win`` frames with the largest sum."""
+    if score.size <= win:
+        return [0]
+    sums = np.convolve(score, np.ones(win), mode="valid")
+    starts: list[int] = []
+    for _ in range(count):
+        i = int(np.argmax(sums))
+        if sums[i] == -np.inf:
+            break
+        starts.append(i)
+        sums[max(0, i - win + 1): i + win] = -np.inf
+    return sorted(starts)
+
+
+def stem_activity(stems: np.ndarray, silent: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Per-frame score: how many stems play (each stem's frame RMS relative to its own median level)."""
+    score = None
+    for x, quiet in zip(stems, silent, strict=True):
+        if quiet:
+            continue
+        rms = activity_frames(x, sample_rate, FRAME_S)
+        typical = np.median(rms[rms > 1e-6]) if np.any(rms > 1e-6) else 1.0
+        s = np.minimum(1.0, rms / (typical + 1e-12))
+        score = s if score is None else score + s
+    return score if score is not None else np.zeros(1)
+
+
+def choose_sections(score: np.ndarray, sample_rate: int, seconds: float, count: int,
+                    total_frames: int, region: tuple[float, float] | None = None) -> list[tuple[int, int]]:
+    """Sample ranges ``[(start, end)]`` of the ``count`` most active ``seconds``-long sections."""
+    length = min(total_frames, int(round(seconds * sample_rate)))
+    win = max(1, int(round(seconds / FRAME_S)))
+    offset = 0
+    if region is not None:
+        a, b = (int(round(t / FRAME_S)) for t in region)
+        offset, score = a, score[a:max(a + 1, b)]
+    starts = _best_windows(score, win, count)
+    out = []
+    for s in starts:
+        start = min((s + offset) * int(round(FRAME_S * sample_rate)), total_frames - length)
+        out.append((max(0, start), max(0, start) + length))
+    return out
+
+
+def reference_sections(reference: np.ndarray, sample_rate: int, seconds: float, count: int):
+    """The loudest sections of the reference, normalised to REFERENCE_LUFS: (S, 2, L) float32."""
+    ref, _ = loudness_normalize(reference, sample_rate, REFERENCE_LUFS)
+    score = activity_frames(ref, sample_rate, FRAME_S)
+    spans = choose_sections(score, sample_rate, seconds, count, ref.shape[-1])
+    return np.stack([ref[:, a:b] for a, b in spans]).astype(np.float32)
+
+
+# --- loss -----------------------------------------------------------------------------------------
+
+def mean_features(ref: torch.Tensor, sample_rate: int) -> dict[str, torch.Tensor]:
+    """AF features of the reference sections, averaged over sections (batch of one)."""
+    with torch.no_grad():
+        f = af_features(ref, sample_rate)
+        return {k: v.mean(dim=0, keepdim=True) for k, v in f.items()}
+
+
+class Objective:
+    """AF loss of the console's mix of fixed stem sections against fixed reference features."""
+
+    def __init__(self, inputs: Inputs, spans, ref_sections: np.ndarray):
+        sr = inputs.sample_rate
+        self.sample_rate = sr
+        tracks = np.stack([inputs.stems[:, :, a:b] for a, b in spans])  # (S, N, 2, L)
+        self.tracks = torch.from_numpy(tracks)
+        s, n = tracks.shape[:2]
+        self.stereo = torch.from_numpy(np.asarray(inputs.stereo, bool)).expand(s, n)
+        self.mask = torch.ones(s, n, dtype=torch.bool)
+        ref = torch.from_numpy(ref_sections)
+        self.ref_features = mean_features(ref, sr)
+
+    def mix(self, track_phys: torch.Tensor, master_phys: torch.Tensor) -> torch.Tensor:
+        s = self.tracks.shape[0]
+        tp = track_phys.to(self.tracks.dtype).unsqueeze(0).expand(s, -1, -1)
+        mp = master_phys.to(self.tracks.dtype).unsqueeze(0).expand(s, -1)
+        return console.render(self.tracks, tp, mp, self.sample_rate, stereo=self.stereo, mask=self.mask)
+
+    def __call__(self, track_phys, master_phys):
+        return af_loss(self.mix(track_phys, master_phys), self.ref_features, self.sample_rate)
+
+
+def _terms(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: v.item() for k, v in terms.items()}
+
+
+# --- refine ---------------------------------------------------------------------------------------
+
+def refine(inputs: Inputs, init: MixParams | None = None, config: RefineConfig | None = None,
+           lock_tracks: np.ndarray | None = None, lock_master: np.ndarray | None = None,
+           callback: Callable[[int, int, float], bool | None] | None = None) -> RefineResult:
+    """Fit console parameters to ``inputs.reference`` by gradient descent on the AF loss.
+
+    init: starting parameters (default: the equal-loudness defaults). lock_tracks (N, len(TRACK)) and
+    lock_master (len(MASTER),) bool: parameters that stay as they are. callback(step, steps, loss) is
+    called after every step; returning True stops early (cancel). Returns the best parameters seen.
+    """
+    if inputs.reference is None:
+        raise ValueError("refine needs a reference")
+    cfg = config or RefineConfig()
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    sr = inputs.sample_rate
+    init = init.copy() if init is not None else inputs.default_params()
+    n = len(inputs.names)
+
+    score = stem_activity(inputs.stems, inputs.silent, sr)
+    spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
+    ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.n_sections)
+    objective = Objective(inputs, spans, ref_sec)
+
+    fixed_t = np.zeros((n, len(TRACK)), bool) if lock_tracks is None else lock_tracks.copy()
+    fixed_t[:, ~TRACK.predicted_mask] = True  # trims belong to import, not to the fit
+    fixed_t[np.asarray(inputs.silent, bool)] = True
+    fixed_m = np.zeros(len(MASTER), bool) if lock_master is None else lock_master.copy()
+    free_t = torch.from_numpy(~fixed_t).double()
+    free_m = torch.from_numpy(~fixed_m).double()
+
+    ut = torch.tensor(TRACK.to_unit(init.tracks), dtype=torch.float64, requires_grad=True)
+    um = torch.tensor(MASTER.to_unit(init.master), dtype=torch.float64, requires_grad=True)
+    # exact physical values where nothing moves (unit round trip would clip/round them)
+    init_t = torch.tensor(init.tracks)
+    init_m = torch.tensor(init.master)
+
+    def physical():
+        pt = torch.where(free_t.bool(), TRACK.from_unit(ut), init_t)
+        pm = torch.where(free_m.bool(), MASTER.from_unit(um), init_m)
+        return pt, pm
+
+    best_loss, best_t, best_m, best_terms = float("inf"), init.tracks, init.master, {}
+    loss0, terms0 = None, None
+    history = []
+    opt = torch.optim.Adam([ut, um], lr=cfg.lr)
+    for step in range(cfg.steps + 1):
+        # the loss belongs to the parameters before this step's update
+        opt.zero_grad()
+        pt, pm = physical()
+        last = step == cfg.steps
+        with torch.set_grad_enabled(not last):
+            loss, terms = objective(pt, pm)
+        value = loss.item()
+        history.append(value)
+        if loss0 is None:
+            loss0, terms0 = value, _terms(terms)
+        if value < best_loss:
+            best_loss, best_terms = value, _terms(terms)
+            best_t, best_m = pt.detach().numpy().copy(), pm.detach().numpy().copy()
+        if last or (step and callback is not None and callback(step, cfg.steps, value)):
+            break
+        loss.backward()
+        ut.grad.mul_(free_t)
+        um.grad.mul_(free_m)
+        opt.step()
+        with torch.no_grad():
+            ut.clamp_(0.0, 1.0)
+            um.clamp_(0.0, 1.0)
+
+    out = init.copy()
+    out.tracks, out.master = best_t, best_m
+    return RefineResult(out, loss0, best_loss, terms0, best_terms, history, time.perf_counter() - t0, spans)
+
+
+def evaluate(inputs: Inputs, params: MixParams, config: RefineConfig | None = None) -> tuple[float, dict]:
+    """AF loss of ``params`` against the reference on the same sections refine uses."""
+    cfg = config or RefineConfig()
+    sr = inputs.sample_rate
+    score = stem_activity(inputs.stems, inputs.silent, sr)
+    spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
+    objective = Objective(inputs, spans, reference_sections(inputs.reference, sr, cfg.section_seconds,
+                                                            cfg.n_sections))
+    with torch.no_grad():
+        loss, terms = objective(torch.tensor(params.tracks), torch.tensor(params.master))
+    return float(loss), _terms(terms)

@@ -1,0 +1,151 @@
+"""The stylemix command line: each command's success path, the end-to-end promise, bad input."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core.cli import main
+from core.features import integrated_lufs, true_peak_dbtp
+from core.paramfile import read_params
+from core.params import TRACK
+
+from synthetic import write_stems
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    stems, ref = write_stems(root / "stems", seconds=6.0)
+    return root, stems, ref
+
+
+@pytest.fixture(scope="module")
+def mixed(material):
+    """One real `stylemix mix` run shared by several tests."""
+    root, stems, ref = material
+    out, params = root / "mix.wav", root / "mix.json"
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main(["mix", *stems, "--reference", ref, "--out", str(out), "--params-out", str(params),
+                     "--steps", "60", "--seed", "1"])
+    return code, buf.getvalue(), out, params
+
+
+def test_mix_end_to_end_beats_equal_loudness_sum_tenfold(mixed, material):
+    code, text, out, params = mixed
+    assert code == 0
+    m = re.search(r"equal-loudness sum ([\d.]+) -> mix ([\d.]+)", text)
+    baseline, result = float(m.group(1)), float(m.group(2))
+    assert result * 10 <= baseline, text
+    for name in ("kick", "bass", "pad", "stereo", "mono", "LUFS", "AF loss"):
+        assert name in text
+
+
+def test_mix_output_is_loudness_matched_and_never_clips(mixed, material):
+    _, _, out, _ = mixed
+    _, _, ref = material
+    y, sr = sf.read(out, always_2d=True)
+    r, _ = sf.read(ref, always_2d=True)
+    assert y.shape[1] == 2 and sr == 44100 and sf.info(out).subtype == "PCM_24"
+    assert abs(integrated_lufs(y.T, sr) - integrated_lufs(r.T, sr)) < 0.5
+    assert true_peak_dbtp(y.T, sr) <= -1.0 + 0.05
+
+
+def test_params_out_round_trips_through_render(mixed, material, tmp_path):
+    _, _, out, params = mixed
+    _, stems, _ = material
+    p = read_params(params)
+    assert sorted(p.names) == sorted(["kick", "hats", "bass", "keys", "pad", "lead"])
+    assert p.stereo[p.names.index("pad")] and not p.stereo[p.names.index("kick")]
+    again = tmp_path / "again.wav"
+    assert main(["render", *stems, "--params", str(params), "--out", str(again)]) == 0
+    a, _ = sf.read(out)
+    b, _ = sf.read(again)
+    # same console, same settings: the same mix (24-bit quantisation apart)
+    assert np.max(np.abs(a - b)) < 1e-4
+
+
+def test_params_in_and_locks(material, tmp_path, mixed):
+    _, stems, ref = material
+    _, _, _, params = mixed
+    out, p2 = tmp_path / "m.flac", tmp_path / "p2.json"
+    code = main(["mix", *stems, "--reference", ref, "--out", str(out), "--params-in", str(params),
+                 "--steps", "3", "--lock", "eq", "--set", "bass:pan=-0.5", "--params-out", str(p2),
+                 "--bits", "16"])
+    assert code == 0 and sf.info(out).format == "FLAC" and sf.info(out).subtype == "PCM_16"
+    before, after = read_params(params), read_params(p2).select(read_params(params).names)
+    eq = TRACK.group_mask("eq")
+    np.testing.assert_allclose(after.tracks[:, eq], before.tracks[:, eq], atol=1e-6)
+    assert after.tracks[after.names.index("bass"), TRACK.index("pan")] == -0.5
+
+
+def test_analyze_table_and_json(material, capsys):
+    _, stems, ref = material
+    assert main(["analyze", ref, stems[0]]) == 0
+    text = capsys.readouterr().out
+    assert "LUFS" in text and "reference_0.wav" in text
+    assert main(["analyze", "--json", ref]) == 0
+    rep = json.loads(capsys.readouterr().out)[0]
+    r, sr = sf.read(ref, always_2d=True)
+    assert rep["integrated_lufs"] == pytest.approx(integrated_lufs(r.T, sr), abs=0.01)
+    assert rep["true_peak_dbtp"] >= rep["sample_peak_dbfs"] - 1e-6
+    assert 0 <= rep["width"] < 1
+
+
+def test_params_command(capsys):
+    assert main(["params"]) == 0
+    text = capsys.readouterr().out
+    for p in TRACK:
+        assert p.key in text
+    assert main(["params", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["key"] for p in doc["track"]] == list(TRACK.keys)
+
+
+def _one_line_error(capsys, needle):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stylemix: error:") and needle in err and "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_bad_input_exit_1(material, tmp_path, capsys):
+    _, stems, ref = material
+    out = str(tmp_path / "o.wav")
+    assert main(["mix", str(tmp_path / "nope.wav"), "--reference", ref, "--out", out]) == 1
+    _one_line_error(capsys, "nope.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    assert main(["mix", str(bad), "--reference", ref, "--out", out]) == 1
+    _one_line_error(capsys, "bad.wav")
+    assert main(["mix", *stems, "--reference", ref, "--out", str(tmp_path / "o.mp3")]) == 1
+    _one_line_error(capsys, "o.mp3")
+    assert main(["mix", *stems, "--reference", ref, "--out", str(tmp_path / "o.flac"), "--bits", "32f"]) == 1
+    _one_line_error(capsys, "FLAC")
+    assert main(["mix", *stems, "--reference", ref, "--out", out, "--lock", "wobble"]) == 1
+    _one_line_error(capsys, "wobble")
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"schema": "v0-old", "tracks": [], "master": {}}))
+    assert main(["render", *stems, "--params", str(params), "--out", out]) == 1
+    _one_line_error(capsys, "console schema")
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("argv", [["mix"], ["render", "x.wav"], ["mix", "a.wav", "--out", "o.wav"],
+                                  ["analyze"], ["mix", "a", "--reference", "r", "--out", "o", "--bits", "8"]])
+def test_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("cmd", ["mix", "render", "analyze", "params"])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and "usage: stylemix" in capsys.readouterr().out
