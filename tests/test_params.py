@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.params import MASTER, TRACK, fingerprint, table
 from core.paramfile import (
     MixParams,
     ParamsError,
@@ -15,6 +14,7 @@ from core.paramfile import (
     read_params,
     write_params,
 )
+from core.params import MASTER, TRACK, fingerprint, table
 
 
 @pytest.mark.parametrize("schema", [TRACK, MASTER])
