@@ -31,11 +31,12 @@ FRAME_S = 0.25  # resolution of section choice
 
 @dataclass
 class RefineConfig:
-    steps: int = 100
-    lr: float = 0.04
+    steps: int = 60
+    lr: float = 0.05
     seed: int = 0
-    section_seconds: float = 4.0
-    n_sections: int = 2
+    section_seconds: float = 5.0
+    n_sections: int = 1  # stem sections rendered at every step (the cost)
+    ref_sections: int = 3  # reference sections, analysed once and averaged
     region: tuple[float, float] | None = None  # analysis region of the stems (seconds), e.g. a loop
 
 
@@ -165,7 +166,7 @@ def refine(inputs: Inputs, init: MixParams | None = None, config: RefineConfig |
 
     score = stem_activity(inputs.stems, inputs.silent, sr)
     spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
-    ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.n_sections)
+    ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.ref_sections)
     objective = Objective(inputs, spans, ref_sec)
 
     fixed_t = np.zeros((n, len(TRACK)), bool) if lock_tracks is None else lock_tracks.copy()
@@ -226,7 +227,7 @@ def evaluate(inputs: Inputs, params: MixParams, config: RefineConfig | None = No
     score = stem_activity(inputs.stems, inputs.silent, sr)
     spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
     objective = Objective(inputs, spans, reference_sections(inputs.reference, sr, cfg.section_seconds,
-                                                            cfg.n_sections))
+                                                            cfg.ref_sections))
     with torch.no_grad():
         loss, terms = objective(torch.tensor(params.tracks), torch.tensor(params.master))
     return float(loss), _terms(terms)
