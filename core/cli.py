@@ -52,6 +52,8 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
     p.add_argument("--loudness", type=float, metavar="LUFS", help=loudness_help)
     p.add_argument("--ceiling", type=float, default=-1.0, metavar="DBTP",
                    help="true-peak ceiling of the output limiter, dBTP (default -1)")
+    p.add_argument("--engine", choices=["stream", "torch"], default="stream",
+                   help="renderer: the streaming engine that playback uses (default) or the torch console")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stems", nargs="+", metavar="STEM", help="stem files or folders of stems")
     p.add_argument("--params", required=True, metavar="P.json", help="parameter file from 'mix --params-out'")
     _add_output_args(p, "re-normalise the output to this loudness, LUFS (default: as the parameters give)")
-    p.add_argument("--engine", choices=["torch"], default="torch", help="renderer (default torch)")
 
     p = sub.add_parser("analyze", help="loudness, true peak and style features of audio files",
                        description="Measure integrated/short-term/momentary loudness, true peak and "
@@ -148,7 +149,7 @@ def _progress(total: int, label: str):
     return bar, callback
 
 
-def _render(inputs, params, engine: str = "torch") -> np.ndarray:
+def _render(inputs, params, engine: str = "stream") -> np.ndarray:
     from .render import render_mix
 
     return render_mix(inputs, params, engine=engine)
@@ -160,7 +161,7 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
     from .features import integrated_lufs, true_peak_dbtp
     from .render import output_stage
 
-    mix = _render(inputs, params, getattr(args, "engine", "torch"))
+    mix = _render(inputs, params, args.engine)
     before = integrated_lufs(mix, inputs.sample_rate)
     mix, params = output_stage(mix, inputs.sample_rate, params, loudness, args.ceiling)
     write_audio(args.out, mix, inputs.sample_rate, format=fmt, bits=args.bits)

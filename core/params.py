@@ -187,7 +187,7 @@ class Schema:
         vec = np.asarray(vector, dtype=np.float64).reshape(-1)
         if vec.shape[0] != len(self):
             raise ValueError(f"{self.name} vector has {vec.shape[0]} values, schema has {len(self)}")
-        return {p.key: float(v) for p, v in zip(self.params, vec)}
+        return {p.key: float(v) for p, v in zip(self.params, vec, strict=True)}
 
     def clip(self, vector):
         """Clip physical values (numpy or torch, last axis in schema order) to their ranges."""
@@ -301,6 +301,6 @@ def table(schema: Schema) -> str:
              "yes" if p.predicted else "no")
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -22,7 +22,7 @@ LIMITER_RELEASE_MS = 60.0
 _OVERSAMPLE = 4
 
 
-def render_mix(inputs, params: MixParams, engine: str = "torch") -> np.ndarray:
+def render_mix(inputs, params: MixParams, engine: str = "stream") -> np.ndarray:
     """Render the whole song: (2, T) float32. ``engine`` picks the renderer."""
     if engine == "stream":
         from .engine import render_stream
@@ -105,8 +105,8 @@ def output_stage(mix: np.ndarray, sample_rate: int, params: MixParams, loudness_
     if loudness_lufs is not None:
         level = integrated_lufs(mix, sample_rate)
         if math.isfinite(level):
-            # two passes: the limiter takes a little loudness away from peaky material
-            for _ in range(2):
+            # a few passes: the limiter takes a little loudness away from peaky material
+            for _ in range(5):
                 new_gain = fader.clip(params.master[gi] + loudness_lufs - level)
                 out = mix * np.float32(db_to_amp(new_gain - params.master[gi]))
                 if ceiling_dbtp is not None:

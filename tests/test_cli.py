@@ -149,3 +149,18 @@ def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
     assert e.value.code == 0 and "usage: stylemix" in capsys.readouterr().out
+
+
+def test_render_engines_agree(mixed, material, tmp_path):
+    """The streaming engine (default) and the torch console render the same mix."""
+    _, _, _, params = mixed
+    _, stems, _ = material
+    outs = {}
+    for engine in ("stream", "torch"):
+        outs[engine] = tmp_path / f"{engine}.wav"
+        assert main(["render", *stems, "--params", str(params), "--out", str(outs[engine]),
+                     "--engine", engine, "--bits", "32f"]) == 0
+    a, _ = sf.read(outs["stream"])
+    b, _ = sf.read(outs["torch"])
+    err_db = 10 * np.log10(np.sum((a - b) ** 2) / np.sum(b**2))
+    assert err_db < -55

@@ -1,0 +1,278 @@
+"""The streaming console renders the same console as the torch console, at any block size."""
+
+import numpy as np
+import pytest
+import torch
+
+from core import console
+from core.engine import (
+    EngineState,
+    Snapshot,
+    StreamingConsole,
+    as_stems,
+    audible,
+    frame_indices,
+    render_stream,
+)
+from core.params import MASTER, TRACK
+
+SR = 44100
+AGREE_DB = -55.0  # error energy relative to the signal, float32 output
+
+
+def make_stems(n_tracks, seconds=1.0, sr=SR, seed=0, stereo=None):
+    """Transients, noise and tones: (N, 2, T) float32 and (N,) stereo flags."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    stems = np.zeros((n_tracks, 2, n), np.float32)
+    flags = rng.random(n_tracks) < 0.5 if stereo is None else np.broadcast_to(stereo, (n_tracks,))
+    for i in range(n_tracks):
+        kind = i % 4
+        if kind == 0:  # clicks and decaying hits
+            x = np.zeros((2, n))
+            for start in rng.integers(0, n - 2000, size=8):
+                x[:, start:start + 2000] += rng.uniform(0.3, 1.0) * np.exp(-np.arange(2000) / 300.0)
+            x[:, rng.integers(0, n, size=5)] = 1.0
+        elif kind == 1:  # noise bursts
+            x = rng.standard_normal((2, n)) * (0.05 + 0.3 * (np.sin(2 * np.pi * 2.5 * t) > 0))
+        elif kind == 2:  # tones
+            f = rng.uniform(40, 4000)
+            x = np.stack([np.sin(2 * np.pi * f * t), np.sin(2 * np.pi * f * 1.01 * t + 0.3)]) * 0.5
+        else:  # a plucked tone with silence around it
+            x = np.zeros((2, n))
+            seg = np.sin(2 * np.pi * rng.uniform(80, 800) * t[: n // 2]) * np.exp(-t[: n // 2] * 6)
+            x[:, n // 4:n // 4 + seg.size] = seg
+        if not flags[i]:
+            x = np.repeat(x[:1], 2, axis=0)
+        stems[i] = x * rng.uniform(0.1, 1.0)
+    return stems, np.asarray(flags, bool)
+
+
+def torch_mix(stems, stereo, tp, mp, sr=SR, mask=None):
+    with torch.no_grad():
+        out = console.render(
+            torch.from_numpy(stems)[None], torch.from_numpy(tp).float()[None],
+            torch.from_numpy(np.asarray(mp)).float()[None], sr,
+            stereo=torch.from_numpy(stereo)[None],
+            mask=None if mask is None else torch.from_numpy(np.asarray(mask))[None],
+        )
+    return out[0].numpy()
+
+
+def err_db(out, ref):
+    return 10 * np.log10(np.sum((out.astype(np.float64) - ref) ** 2) / np.sum(ref.astype(np.float64) ** 2))
+
+
+def random_params(rng, n_tracks):
+    return TRACK.from_unit(rng.random((n_tracks, len(TRACK)))), MASTER.from_unit(rng.random(len(MASTER)))
+
+
+# --- agreement with the torch console -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_parameters_agree_with_torch_console(seed):
+    rng = np.random.default_rng(100 + seed)
+    stems, stereo = make_stems(4, seconds=1.0, seed=seed)
+    tp, mp = random_params(rng, 4)
+    ref = torch_mix(stems, stereo, tp, mp)
+    out = render_stream(stems, stereo, tp, mp, SR, threads=1)
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert err_db(out, ref) <= AGREE_DB
+
+
+def test_agrees_at_48k_with_threads():
+    rng = np.random.default_rng(7)
+    stems, stereo = make_stems(6, seconds=0.75, sr=48000, seed=3)
+    tp, mp = random_params(rng, 6)
+    ref = torch_mix(stems, stereo, tp, mp, sr=48000)
+    out = render_stream(stems, stereo, tp, mp, 48000, threads=2, block=2048)
+    assert err_db(out, ref) <= AGREE_DB
+
+
+_EFFECTS = {
+    "trim": (["trim_db"], []),
+    "track_eq": ([p.key for p in TRACK if p.group == "eq"], []),
+    "track_comp": ([p.key for p in TRACK if p.group == "dynamics"], []),
+    "fader": (["gain_db"], []),
+    "pan": (["pan"], []),
+    "master_eq": ([], [p.key for p in MASTER if p.group == "eq"]),
+    "master_comp": ([], [p.key for p in MASTER if p.group == "dynamics"]),
+    "master_fader": ([], ["gain_db"]),
+}
+
+
+@pytest.mark.parametrize("effect", sorted(_EFFECTS))
+def test_each_effect_alone_agrees(effect):
+    rng = np.random.default_rng(abs(hash(effect)) % 2**32)
+    stems, stereo = make_stems(4, seconds=0.75, seed=11)
+    track_keys, master_keys = _EFFECTS[effect]
+    tp = np.tile(TRACK.defaults(), (4, 1))
+    mp = MASTER.defaults()
+    rand_t, rand_m = random_params(rng, 4)
+    for k in track_keys:
+        tp[:, TRACK.index(k)] = rand_t[:, TRACK.index(k)]
+    for k in master_keys:
+        mp[MASTER.index(k)] = rand_m[MASTER.index(k)]
+    if effect in ("track_comp", "master_comp"):  # make sure the compressor works hard
+        tp[:, TRACK.index("comp_threshold_db")] = np.minimum(tp[:, TRACK.index("comp_threshold_db")], -20)
+        mp[MASTER.index("comp_threshold_db")] = min(mp[MASTER.index("comp_threshold_db")], -20)
+    ref = torch_mix(stems, stereo, tp, mp)
+    out = render_stream(stems, stereo, tp, mp, SR, threads=1)
+    assert err_db(out, ref) <= AGREE_DB
+
+
+@pytest.mark.parametrize("n_tracks", [1, 64])
+def test_track_count_limits(n_tracks):
+    rng = np.random.default_rng(n_tracks)
+    stems, stereo = make_stems(n_tracks, seconds=0.3, seed=n_tracks)
+    tp, mp = random_params(rng, n_tracks)
+    tp[:, TRACK.index("gain_db")] -= 12  # 64 random faders sum loud; keep the master compressor sane
+    ref = torch_mix(stems, stereo, tp, mp)
+    out = render_stream(stems, stereo, tp, mp, SR)
+    assert err_db(out, ref) <= AGREE_DB
+
+
+def test_too_many_tracks_is_refused():
+    with pytest.raises(ValueError, match="1 to 64"):
+        StreamingConsole(np.zeros((65, 2, 100), np.float32), False, SR)
+
+
+# --- streaming behaviour -----------------------------------------------------------------------------
+
+
+def _stream(stems, stereo, tp, mp, block, total):
+    con = StreamingConsole(stems, stereo, SR, tp, mp)
+    parts, done = [], 0
+    while done < total:
+        n = min(block, total - done)
+        parts.append(con.process(n).copy())
+        done += n
+    return np.concatenate(parts, axis=1)
+
+
+def test_block_size_invariance():
+    rng = np.random.default_rng(5)
+    stems, stereo = make_stems(5, seconds=0.5, seed=5)
+    tp, mp = random_params(rng, 5)
+    total = stems.shape[-1] + 3000  # past the end: the filters ring out into silence
+    ref = _stream(stems, stereo, tp, mp, 4096, total)
+    for block in (64, 256, 1024, 1000, 1):
+        if block == 1:
+            out = _stream(stems[:, :, :2000], stereo, tp, mp, 1, 2000)
+            np.testing.assert_array_equal(out, _stream(stems[:, :, :2000], stereo, tp, mp, 4096, 2000))
+            continue
+        np.testing.assert_array_equal(_stream(stems, stereo, tp, mp, block, total), ref)
+    assert np.isfinite(ref).all()
+
+
+def test_no_latency_and_unity_defaults():
+    stems = np.zeros((2, 2, 1000), np.float32)
+    stems[0, :, 0] = 0.5  # mono impulse at sample 0
+    stems[1, 0, 10] = 0.25  # stereo, left only
+    out = render_stream(stems, [False, True], np.tile(TRACK.defaults(), (2, 1)), MASTER.defaults(), SR)
+    centre = np.cos(np.pi / 4)  # a mono stem is -3 dB each side at centre
+    np.testing.assert_allclose(out[:, 0], [0.5 * centre, 0.5 * centre], rtol=1e-6)
+    np.testing.assert_allclose(out[:, 10], [0.25, 0.0], rtol=1e-6, atol=1e-9)
+    rest = np.ones(out.shape, bool)
+    rest[:, 0] = rest[0, 10] = False
+    assert np.abs(out[rest]).max() < 1e-12  # 0 dB bands are the identity up to rounding
+
+
+def test_mute_and_solo_match_the_torch_mask():
+    rng = np.random.default_rng(9)
+    stems, stereo = make_stems(4, seconds=0.5, seed=9)
+    tp, mp = random_params(rng, 4)
+    mute = np.array([False, True, False, False])
+    solo = np.array([False, False, True, True])
+    assert audible(mute, solo).tolist() == [False, False, True, True]
+    assert audible(mute, np.zeros(4, bool)).tolist() == [True, False, True, True]
+    mask = audible(mute, solo)
+    ref = torch_mix(stems, stereo, tp, mp, mask=mask)
+    out = render_stream(stems, stereo, tp, mp, SR, mute=mute, solo=solo)
+    assert err_db(out, ref) <= AGREE_DB
+    # soloing a muted track: mute wins
+    silent = render_stream(stems, stereo, tp, mp, SR, mute=[True] * 4, solo=[True] * 4)
+    assert not np.any(silent)
+
+
+def test_fader_pan_mute_and_master_changes_reuse_the_track_cache():
+    rng = np.random.default_rng(12)
+    stems, stereo = make_stems(4, seconds=0.4, seed=12)
+    tp, mp = random_params(rng, 4)
+    con = StreamingConsole(stems, stereo, SR, tp, mp)
+    n = stems.shape[-1]
+    cache = np.empty((4, 2, n), np.float32)
+    start = con.state.copy()
+    con.render_strips(frame_indices(0, n, n), cache)
+
+    tp2, mp2 = tp.copy(), MASTER.from_unit(rng.random(len(MASTER)))
+    tp2[:, TRACK.index("gain_db")] += rng.uniform(-6, 6, 4)
+    tp2[:, TRACK.index("pan")] = rng.uniform(-1, 1, 4)
+    snap = con.snapshot.replace(tp2, mp2, mute=[False, False, True, False])
+    assert not con.snapshot.strip_changes(tp2).any()
+    np.testing.assert_array_equal(snap.sos, con.snapshot.sos)  # no redesign either
+    state = start.copy()
+    out = np.empty((2, n), np.float32)
+    con.mix(cache, n, out, snapshot=snap, state=state)
+    ref = render_stream(stems, stereo, tp2, mp2, SR, mute=[False, False, True, False])
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+def test_strip_edit_redesigns_only_that_track():
+    rng = np.random.default_rng(13)
+    stems, stereo = make_stems(3, seconds=0.1, seed=13)
+    tp, mp = random_params(rng, 3)
+    snap = Snapshot.build(tp, mp, SR, stereo)
+    tp2 = tp.copy()
+    tp2[1, TRACK.index("eq_band2_gain_db")] += 3.0
+    assert snap.strip_changes(tp2).tolist() == [False, True, False]
+    new = snap.replace(tp2)
+    assert new.version == snap.version + 1
+    np.testing.assert_array_equal(new.sos[[0, 2]], snap.sos[[0, 2]])
+    assert not np.array_equal(new.sos[1], snap.sos[1])
+    np.testing.assert_array_equal(new.sos, Snapshot.build(tp2, mp, SR, stereo).sos)
+    with pytest.raises(ValueError):
+        new.track[0, 0] = 1.0  # snapshots are immutable
+
+
+def test_checkpoint_restore_reproduces_blocks():
+    rng = np.random.default_rng(14)
+    stems, stereo = make_stems(3, seconds=0.3, seed=14)
+    tp, mp = random_params(rng, 3)
+    con = StreamingConsole(stems, stereo, SR, tp, mp)
+    con.process(3000)
+    saved, pos = con.state.copy(), con.position
+    a = con.process(2048).copy()
+    con.state.copy_from(saved)
+    con.position = pos
+    np.testing.assert_array_equal(con.process(2048), a)
+    # restoring one track leaves the others alone
+    other = EngineState(3)
+    other.copy_from(saved, tracks=np.array([1]), master=False)
+    np.testing.assert_array_equal(other.tz[1], saved.tz[1])
+    assert not other.tz[0].any() and other.tc[0, 1] == 1.0
+
+
+def test_as_stems_accepts_lists_of_mono_and_stereo():
+    mono = np.ones(10, np.float32)
+    st = np.stack([np.ones(12), -np.ones(12)]).astype(np.float32)
+    arr, flags = as_stems([mono, st])
+    assert arr.shape == (2, 2, 12) and flags.tolist() == [False, True]
+    np.testing.assert_array_equal(arr[0, 1, :10], mono)
+    assert not arr[0, :, 10:].any()
+
+
+def test_loop_crossfade_inputs():
+    """The wrap cross-fade reads two song positions and blends them before the strip."""
+    stems = np.zeros((1, 2, 100), np.float32)
+    stems[0, 0] = np.arange(100)
+    stems[0, 1] = stems[0, 0]
+    con = StreamingConsole(stems, [False], SR)
+    idx = np.array([10, 11, 12, 13], np.int64)
+    tidx = np.array([50, 51, -1, -1], np.int64)
+    tw = np.array([0.75, 0.25, 0.0, 0.0])
+    cache = np.empty((1, 2, 4), np.float32)
+    con.render_strips(idx, cache, tidx=tidx, tw=tw)
+    np.testing.assert_allclose(cache[0, 0], [10 * 0.25 + 50 * 0.75, 11 * 0.75 + 51 * 0.25, 12, 13])
