@@ -54,6 +54,8 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
                    help="true-peak ceiling of the output limiter, dBTP (default -1)")
     p.add_argument("--engine", choices=["stream", "torch"], default="stream",
                    help="renderer: the streaming engine that playback uses (default) or the torch console")
+    p.add_argument("--stems-out", metavar="DIR",
+                   help="also write each processed stem (after its strip, before the master bus) here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,24 +151,42 @@ def _progress(total: int, label: str):
     return bar, callback
 
 
-def _render(inputs, params, engine: str = "stream") -> np.ndarray:
-    from .render import render_mix
-
-    return render_mix(inputs, params, engine=engine)
-
-
 def _finish(inputs, params, args, fmt: str, loudness: float | None):
-    """Output stage: match loudness with the master fader, limit to the ceiling, write atomically."""
-    from .audio_io import write_audio
-    from .features import integrated_lufs, true_peak_dbtp
-    from .render import output_stage
+    """Render, match loudness with the master fader, limit to the ceiling, write atomically.
 
-    mix = _render(inputs, params, args.engine)
-    before = integrated_lufs(mix, inputs.sample_rate)
-    mix, params = output_stage(mix, inputs.sample_rate, params, loudness, args.ceiling)
-    write_audio(args.out, mix, inputs.sample_rate, format=fmt, bits=args.bits)
-    after = integrated_lufs(mix, inputs.sample_rate)
-    return params, before, after, true_peak_dbtp(mix, inputs.sample_rate)
+    Returns (params as written, console loudness, output loudness, output true peak).
+    """
+    from .audio_io import write_audio
+    from .export import export_mix
+    from .features import integrated_lufs, true_peak_dbtp
+    from .render import output_stage, render_mix
+
+    sr = inputs.sample_rate
+    if args.engine == "torch":
+        if args.stems_out:
+            raise CliError("--stems-out needs the streaming engine (--engine stream)")
+        mix = render_mix(inputs, params, engine="torch")
+        before = integrated_lufs(mix, sr)
+        mix, params = output_stage(mix, sr, params, loudness, args.ceiling)
+        write_audio(args.out, mix, sr, format=fmt, bits=args.bits)
+        return params, before, integrated_lufs(mix, sr), true_peak_dbtp(mix, sr)
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc="render", unit="%", disable=not sys.stderr.isatty(), leave=False) as bar:
+        def progress(done, total):
+            bar.update(int(100 * done / max(total, 1)) - bar.n)
+
+        res = export_mix(inputs.stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
+                         loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
+                         names=inputs.names)
+    from .params import MASTER
+
+    # the console's own loudness: the output's, less the master-fader move (the limiter's share is
+    # a few hundredths of a dB)
+    fader_move = res.master_gain_db - params.master[MASTER.index("gain_db")]
+    params = params.copy()
+    params.master = np.asarray(res.master, dtype=np.float64)
+    return params, res.loudness_lufs - fader_move, res.loudness_lufs, res.true_peak_dbtp
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -221,6 +241,8 @@ def cmd_mix(args) -> int:
           f"({loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum; start {loss0:.4f})")
     print(f"loudness: console {lufs_before:.1f} LUFS -> output {lufs_after:.1f} LUFS "
           f"(target {target:.1f}), true peak {peak:.1f} dBTP (ceiling {args.ceiling:.1f})")
+    if args.stems_out:
+        print(f"processed stems in {args.stems_out}")
     print(f"wrote {args.out}" + (f" and {args.params_out}" if args.params_out else "")
           + f" in {time.perf_counter() - t0:.1f} s")
     return 0
