@@ -1,0 +1,1 @@
+"""The stylemix desktop app (PySide6 + pyqtgraph); imports core only."""

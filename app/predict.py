@@ -1,0 +1,136 @@
+"""Predict: model (when one is installed) then refinement, on a worker thread, with progress and Cancel.
+
+The result fills the console in one undo step (:meth:`app.model.MixModel.apply_prediction`). Locked
+controls are passed to refinement as locks and keep their values; the loop region, when set, is
+what gets analysed. Without a model file, Predict is refinement from the equal-loudness console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal
+
+from core.paramfile import MixParams
+from core.params import TRACK
+from core.refine import RefineConfig, refine
+
+DEFAULT_STEPS = 40
+
+
+def _default_model_loader():
+    try:
+        from core.predict import load_default_model
+    except ImportError:
+        return None
+    return load_default_model()
+
+
+@dataclass
+class PredictJob:
+    """Everything the worker needs, copied on the GUI thread (the worker never reads the model)."""
+
+    inputs: object
+    current: MixParams
+    lock_tracks: object
+    lock_master: object
+    steps: int
+    region: tuple[float, float] | None
+    load_model: Callable
+
+    def __call__(self, task) -> MixParams:
+        task.report(0, self.steps + 1, "Loading model…")
+        model = self.load_model()
+        task.check()
+        init = self._start(model, task)
+        cfg = RefineConfig(steps=self.steps, region=self.region)
+        if self.steps <= 0:
+            return init
+
+        def callback(step, steps, loss):
+            return task.report(step + 1, steps + 1, f"Refining: AF loss {loss:.4f}")
+
+        result = refine(self.inputs, init, cfg, self.lock_tracks, self.lock_master, callback)
+        task.check()
+        return result.params
+
+    def _start(self, model, task) -> MixParams:
+        """Model prediction (or the neutral console), with locked values put back."""
+        if model is None:
+            init = self.inputs.default_params()
+        else:
+            from core.predict import predict
+
+            task.report(0, self.steps + 1, "Predicting…")
+            init = predict(self.inputs, model, self.region)
+        ti = TRACK.index("trim_db")
+        init.tracks[:, ti] = self.current.tracks[:, ti]
+        init.tracks[self.lock_tracks] = self.current.tracks[self.lock_tracks]
+        init.master[self.lock_master] = self.current.master[self.lock_master]
+        return init
+
+
+class PredictController(QObject):
+    """Starts, reports and cancels Predict; applies the result as one undo step."""
+
+    started = Signal()
+    progress = Signal(int, int, str)
+    finished = Signal(bool, str)  # applied?, message
+
+    def __init__(self, model, runner, parent=None, load_model: Callable = _default_model_loader):
+        super().__init__(parent)
+        self.model, self.runner, self.load_model = model, runner, load_model
+        self.steps = DEFAULT_STEPS
+        self.task = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None
+
+    def problem(self) -> str | None:
+        """Why Predict cannot run now, or None."""
+        inputs = self.model.inputs
+        if inputs is None:
+            return "Add stems first" if not self.model.session.stems else "Audio is still loading"
+        if inputs.reference is None:
+            return "Set a reference song first (drop it on the reference zone)"
+        if inputs.silent.all():
+            return "Every stem is silent"
+        return None
+
+    def start(self) -> bool:
+        if self.running:
+            return False
+        problem = self.problem()
+        if problem is not None:
+            self.finished.emit(False, problem)
+            return False
+        s = self.model.session
+        job = PredictJob(self.model.inputs, s.params.copy(), s.lock_tracks.copy(), s.lock_master.copy(),
+                         self.steps, s.loop, self.load_model)
+        self.task = self.runner.run("predict", job, on_done=self._done, on_error=self._failed,
+                                    on_progress=self.progress.emit, on_cancel=self._cancelled)
+        self.started.emit()
+        return True
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _done(self, params: MixParams) -> None:
+        self.task = None
+        if len(params.names) != self.model.n_tracks:  # strips changed meanwhile: the result no longer fits
+            self.finished.emit(False, "Tracks changed during Predict; run it again")
+            return
+        self.model.apply_prediction(params)
+        self.finished.emit(True, "Prediction applied (Edit > Undo restores the previous console)")
+
+    def _failed(self, exc: BaseException, tb: str) -> None:
+        self.task = None
+        self.finished.emit(False, f"Predict failed: {exc}")
+
+    def _cancelled(self) -> None:
+        self.task = None
+        self.finished.emit(False, "Predict cancelled; the console is unchanged")
+

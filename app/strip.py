@@ -1,0 +1,315 @@
+"""Channel strips and the master strip, generated from the schema.
+
+Every parameter of the strip's schema gets a control, placed by its schema group: ``trim`` and ``pan``
+knobs, ``eq`` in the EQ section, ``dynamics`` in the compressor section, ``level`` as the fader. Labels,
+ranges, units and formats all come from the schema. Strips read the model and are refreshed by the
+console view when the model signals a change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.params import MASTER, TRACK
+
+from . import theme
+from .model import MASTER_TRACK
+from .widgets.controls import ParamControl
+from .widgets.eq import EqSection
+from .widgets.meters import FLOOR_DB, GainReductionMeter, LevelMeter
+
+STRIP_WIDTH, COMPACT_WIDTH = 176, 86
+SECTION_TITLES = {"eq": "EQ", "dynamics": "COMPRESSOR", "level": "FADER"}
+
+
+def _vbox(widget: QWidget | None = None, margins=(0, 0, 0, 0), spacing: int = 2) -> QVBoxLayout:
+    lay = QVBoxLayout(widget) if widget is not None else QVBoxLayout()
+    lay.setContentsMargins(*margins)
+    lay.setSpacing(spacing)
+    return lay
+
+
+class LockButton(QToolButton):
+    """Locks every parameter of one schema group on one strip (checked: all of them locked)."""
+
+    def __init__(self, model, track: int, keys: list[str], what: str):
+        super().__init__(objectName="lock", checkable=True)
+        self.model, self.track, self.keys = model, track, keys
+        self.setIcon(theme.lock_icon())
+        self.setToolTip(f"Lock {what}: Predict and Refine keep these values")
+        self.setFixedSize(18, 16)
+        self.clicked.connect(lambda on: self.model.set_locked(self.track, self.keys, on))
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.setChecked(all(self.model.is_locked(self.track, k) for k in self.keys))
+
+
+class Section(QFrame):
+    """A titled part of a strip (EQ, compressor, fader) with its lock button."""
+
+    def __init__(self, title: str, lock: LockButton | None, extra: QWidget | None = None):
+        super().__init__(objectName="section")
+        self.body = _vbox(None, spacing=1)
+        lay = _vbox(self, (0, 2, 0, 0))
+        head = QHBoxLayout()
+        label = QLabel(title, objectName="sectionTitle")
+        head.addWidget(label)
+        head.addStretch(1)
+        if extra is not None:
+            head.addWidget(extra)
+        if lock is not None:
+            head.addWidget(lock)
+        lay.addLayout(head)
+        lay.addLayout(self.body)
+
+
+class StripBase(QFrame):
+    """What channel and master strips share: controls by key, section locks, meters."""
+
+    removeRequested = Signal(int)
+
+    def __init__(self, model, track: int, schema, parent=None):
+        super().__init__(parent)
+        self.model, self.track, self.schema = model, track, schema
+        self.controls: dict[str, ParamControl] = {}
+        self.locks: list[LockButton] = []
+        self.eq: EqSection | None = None
+        self.gr = GainReductionMeter()
+        self.meter = LevelMeter()
+        self.layout_ = _vbox(self, (4, 4, 4, 4), 3)
+
+    def keys_of(self, group: str) -> list[str]:
+        return [p.key for p in self.schema if p.group == group]
+
+    def _lock(self, group: str, what: str) -> LockButton:
+        btn = LockButton(self.model, self.track, self.keys_of(group), what)
+        self.locks.append(btn)
+        return btn
+
+    def _knob(self, key: str, label: str | None = None) -> ParamControl:
+        ctl = ParamControl(self.model, self.track, self.schema[key], label=label)
+        self.controls[key] = ctl
+        return ctl
+
+    def eq_section(self) -> Section:
+        self.eq = EqSection(self.model, self.track, self.schema)
+        self.controls.update(self.eq.controls)
+        sec = Section("EQ", self._lock("eq", "EQ"))
+        sec.body.addWidget(self.eq)
+        return sec
+
+    def comp_section(self) -> Section:
+        sec = Section("COMPRESSOR", self._lock("dynamics", "compressor"))
+        row = QHBoxLayout()
+        row.setSpacing(2)
+        grid = QGridLayout()
+        grid.setSpacing(1)
+        for i, key in enumerate(self.keys_of("dynamics")):
+            grid.addWidget(self._knob(key), i // 3, i % 3)
+        row.addLayout(grid, 1)
+        row.addWidget(self.gr)
+        sec.body.addLayout(row)
+        return sec
+
+    def fader_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setSpacing(2)
+        (key,) = self.keys_of("level")
+        fader = ParamControl(self.model, self.track, self.schema[key], kind="fader")
+        self.controls[key] = fader
+        row.addWidget(fader, 1)
+        self.meter.setMinimumHeight(120)
+        row.addWidget(self.meter)
+        return row
+
+    # -- following the model -------------------------------------------------------------------------
+    def refresh(self, key: str | None = None) -> None:
+        """One control (or everything) from the model; EQ keys also redraw the curve."""
+        if key is None:
+            for ctl in self.controls.values():
+                ctl.refresh()
+            if self.eq is not None:
+                self.eq.refresh()
+            for lock in self.locks:
+                lock.refresh()
+            return
+        if self.eq is not None and key in self.eq.controls:
+            self.eq.refresh()
+        elif key in self.controls:
+            self.controls[key].refresh()
+        for lock in self.locks:
+            if key in lock.keys:
+                lock.refresh()
+
+    def set_meters(self, peak_db, rms_db, gr_db: float) -> None:
+        self.meter.set_levels(peak_db, rms_db)
+        self.gr.set_gr(gr_db)
+
+    def clear_meters(self) -> None:
+        self.meter.reset()
+        self.gr.set_gr(0.0)
+
+
+class ChannelStrip(StripBase):
+    """One track: name, mute/solo, trim and pan, EQ, compressor, fader with meter."""
+
+    def __init__(self, model, track: int, parent=None):
+        super().__init__(model, track, TRACK, parent)
+        self.setObjectName("strip")
+        stem = model.session.stems[track]
+        self.name = QLabel(objectName="stripName")
+        self._full_name = stem.name
+        self.name.setAlignment(Qt.AlignCenter)
+        self.name.setToolTip(f"{stem.name}\n{stem.path}\nRight-click: lock all, remove")
+        self.name.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.name.customContextMenuRequested.connect(self._name_menu)
+        self.problem = QLabel("", objectName="ctlLabel")
+        self.problem.setStyleSheet(f"color: {theme.MUTE.name()};")
+        self.problem.setWordWrap(True)
+        self._build()
+        self.compact = False
+        self.refresh()
+        self.refresh_flags()
+        self._show_name()
+
+    def _build(self) -> None:
+        lay = self.layout_
+        lay.addWidget(self.name)
+        lay.addWidget(self.problem)
+        lay.addLayout(self._buttons())
+        self.eq_sec, self.comp_sec = self.eq_section(), self.comp_section()
+        lay.addWidget(self.eq_sec)
+        lay.addWidget(self.comp_sec)
+        self.trim_pan = self._trim_pan()
+        lay.addWidget(self.trim_pan)
+        lay.addLayout(self.fader_row(), 1)
+        self.setFixedWidth(STRIP_WIDTH)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+
+    def _buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setSpacing(2)
+        self.mute = QToolButton(text="M", checkable=True, objectName="mute")
+        self.solo = QToolButton(text="S", checkable=True, objectName="solo")
+        self.mute.setToolTip("Mute")
+        self.solo.setToolTip("Solo")
+        self.mute.clicked.connect(lambda on: self.model.set_flag(self.track, "mute", on))
+        self.solo.clicked.connect(lambda on: self.model.set_flag(self.track, "solo", on))
+        for b in (self.mute, self.solo):
+            b.setFixedHeight(18)
+            row.addWidget(b)
+        row.addStretch(1)
+        row.addWidget(self._lock("level", "fader"))
+        return row
+
+    def _trim_pan(self) -> QFrame:
+        box = QFrame(objectName="section")
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 2, 0, 0)
+        row.setSpacing(1)
+        for group in ("trim", "pan"):
+            for key in self.keys_of(group):
+                row.addWidget(self._knob(key))
+        self.pan_lock = self._lock("pan", "pan")
+        row.addWidget(self.pan_lock, 0, Qt.AlignTop)
+        return box
+
+    def _name_menu(self, pos) -> None:
+        menu = QMenu(self)
+        menu.addAction("Lock every control", lambda: self._lock_all(True))
+        menu.addAction("Unlock every control", lambda: self._lock_all(False))
+        menu.addSeparator()
+        menu.addAction("Remove track", lambda: self.removeRequested.emit(self.track))
+        menu.exec(self.name.mapToGlobal(pos))
+
+    def _lock_all(self, on: bool) -> None:
+        keys = [p.key for p in TRACK if p.predicted]
+        self.model.set_locked(self.track, keys, on)
+
+    def refresh_flags(self) -> None:
+        stem = self.model.session.stems[self.track]
+        self.mute.setChecked(stem.mute)
+        self.solo.setChecked(stem.solo)
+        problem = self.model.audio_problem(stem.path)
+        self.problem.setText("missing audio" if problem and "not found" in problem else
+                             "cannot read audio" if problem else "")
+        self.problem.setToolTip(problem or "")
+        self.problem.setVisible(bool(problem))
+
+    def _show_name(self) -> None:
+        width = self.width() - 16
+        self.name.setText(self.name.fontMetrics().elidedText(self._full_name, Qt.ElideMiddle, width))
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._show_name()
+
+    def set_compact(self, on: bool) -> None:
+        """Compact: only name, mute/solo, pan and the fader, for sessions with many tracks."""
+        self.compact = on
+        self.eq_sec.setVisible(not on)
+        self.comp_sec.setVisible(not on)
+        self.controls["trim_db"].setVisible(not on)
+        self.setFixedWidth(COMPACT_WIDTH if on else STRIP_WIDTH)
+        self._show_name()
+
+
+class MasterStrip(StripBase):
+    """The master bus: EQ, compressor, fader, and loudness readouts (M, S, I, true peak)."""
+
+    def __init__(self, model, parent=None):
+        super().__init__(model, MASTER_TRACK, MASTER, parent)
+        self.setObjectName("master")
+        title = QLabel("MASTER", objectName="stripName")
+        title.setAlignment(Qt.AlignCenter)
+        lay = self.layout_
+        lay.addWidget(title)
+        lay.addWidget(self.eq_section())
+        lay.addWidget(self.comp_section())
+        lay.addWidget(self._loudness())
+        head = QHBoxLayout()
+        head.addWidget(QLabel("MASTER FADER", objectName="sectionTitle"))
+        head.addStretch(1)
+        head.addWidget(self._lock("level", "master fader"))
+        lay.addLayout(head)
+        lay.addLayout(self.fader_row(), 1)
+        self.setFixedWidth(STRIP_WIDTH + 10)
+        self.refresh()
+
+    def _loudness(self) -> QFrame:
+        box = Section("LOUDNESS", None)
+        grid = QGridLayout()
+        grid.setSpacing(1)
+        self.readouts: dict[str, QLabel] = {}
+        tips = {"M": "Momentary loudness (400 ms), live", "S": "Short-term loudness (3 s), live",
+                "I": "Integrated loudness of the mix (whole song or loop), after edits",
+                "TP": "True peak of the mix (4x oversampled), after edits"}
+        self.units = {"M": "LUFS", "S": "LUFS", "I": "LUFS", "TP": "dBTP"}
+        for i, key in enumerate(self.units):
+            value = QLabel("", objectName="readout")
+            value.setToolTip(tips[key])
+            grid.addWidget(value, i, 0)
+            self.readouts[key] = value
+        self.set_loudness(M=None, S=None, I=None, TP=None)
+        box.body.addLayout(grid)
+        return box
+
+    def set_loudness(self, **values: float | None) -> None:
+        """Readouts by name (``M``, ``S``, ``I``, ``TP``); None or silence shows a dash."""
+        for key, v in values.items():
+            ok = v is not None and np.isfinite(v) and v > FLOOR_DB
+            text = f"{v:6.1f}" if ok else "   —  "
+            self.readouts[key].setText(f"{key:<2} {text} {self.units[key]}")

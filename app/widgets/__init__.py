@@ -1,0 +1,1 @@
+"""Painted console controls, meters and the EQ section."""

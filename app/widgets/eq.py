@@ -1,0 +1,207 @@
+"""The EQ section: an interactive response curve (pyqtgraph) plus knobs for the selected band.
+
+Drag a band's handle to set its frequency and gain (one undo step per drag), turn the wheel over it
+for Q. The curve is the console's own filter design (:func:`core.engine.design_sos`, float64 RBJ
+biquads), so what is drawn is what is heard. The prediction's curve is drawn dashed in orange.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QStackedWidget, QToolButton, QVBoxLayout, QWidget
+
+from core.console import biquad_coeffs
+from core.params import EQ_BAND_KEYS
+
+from .. import theme
+from .controls import ParamControl
+
+#: Keys of the 18 EQ controls in the order the console's EQ design takes them.
+EQ_KEYS = [f"{band}_{what}" for band in EQ_BAND_KEYS for what in ("gain_db", "freq_hz", "q")]
+BAND_SHORT = ("LS", "1", "2", "3", "4", "HS")
+F_LO, F_HI = 20.0, 20000.0
+GAIN_VIEW_DB = 15.0
+_N_POINTS = 160
+_Q_STEP = 1.08  # per wheel notch
+
+
+def response_db(eq_values: np.ndarray, sample_rate: int, freqs: np.ndarray) -> np.ndarray:
+    """Magnitude response (dB) of the EQ cascade with controls ``eq_values`` (18,) at ``freqs`` (Hz)."""
+    with torch.no_grad():
+        b, a = (t.numpy() for t in biquad_coeffs(torch.from_numpy(eq_values), sample_rate))  # (6, 3) each
+    z = np.exp(-1j * 2 * np.pi * freqs / sample_rate)[:, None]  # (F, 1)
+    h = (b[:, 0] + b[:, 1] * z + b[:, 2] * z * z) / (a[:, 0] + a[:, 1] * z + a[:, 2] * z * z)  # (F, 6)
+    return 20 * np.log10(np.maximum(np.abs(h.prod(axis=1)), 1e-9))
+
+
+class BandHandle(pg.TargetItem):
+    """A draggable band point; a drag is one gesture, the wheel changes Q."""
+
+    def __init__(self, section: EqSection, band: int):
+        colour = theme.BAND_COLOURS[band]
+        super().__init__(pos=(3, 0), size=9, symbol="o", pen=pg.mkPen(colour, width=1.5),
+                         brush=pg.mkBrush(colour.red(), colour.green(), colour.blue(), 150),
+                         hoverBrush=pg.mkBrush(colour))
+        self.section, self.band = section, band
+        self.setZValue(10)
+        self.sigPositionChanged.connect(lambda _: self.section.handle_moved(self.band, self.pos()))
+        # a drag may end outside the band's range: snap back to the value the model kept
+        self.sigPositionChangeFinished.connect(lambda _: self.section.place_handles())
+
+    def mouseDragEvent(self, ev) -> None:
+        if ev.isStart() and ev.button() == Qt.LeftButton:
+            self.section.begin_drag(self.band)
+        super().mouseDragEvent(ev)
+
+    def mouseClickEvent(self, ev) -> None:
+        self.section.select_band(self.band)
+        ev.accept()
+
+    def wheelEvent(self, ev) -> None:
+        self.section.wheel_q(self.band, ev.delta() / 120.0)
+        ev.accept()
+
+
+class EqPlot(pg.PlotWidget):
+    """The response plot: log-frequency x axis (drawn in log10 Hz), gain in dB."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent, background=theme.GROOVE)
+        pi = self.getPlotItem()
+        pi.setMouseEnabled(False, False)
+        pi.setMenuEnabled(False)
+        pi.hideButtons()
+        pi.setRange(xRange=(np.log10(F_LO), np.log10(F_HI)), yRange=(-GAIN_VIEW_DB, GAIN_VIEW_DB), padding=0)
+        self._axes(pi)
+        pi.addLine(y=0, pen=pg.mkPen("#3a3f49"))
+        self.setFixedHeight(82)
+
+    def _axes(self, pi) -> None:
+        ticks = [(np.log10(f), t) for f, t in ((100, "100"), (1000, "1k"), (10000, "10k"))]
+        bottom = pi.getAxis("bottom")
+        bottom.setTicks([ticks, []])
+        left = pi.getAxis("left")
+        left.setTicks([[(v, f"{v:+d}") for v in (-12, 0, 12)], []])
+        for axis in (bottom, left):
+            axis.setStyle(tickFont=theme.small_font(6), tickLength=-3)
+            axis.setTextPen(theme.TEXT_DIM)
+            axis.setPen(pg.mkPen("#3a3f49"))
+        left.setWidth(18)
+        bottom.setHeight(14)
+        pi.showGrid(x=True, y=False, alpha=0.15)
+
+
+class EqSection(QWidget):
+    """Curve, band selector and the selected band's gain/frequency/Q knobs for one strip."""
+
+    def __init__(self, model, track: int, schema, parent=None):
+        super().__init__(parent)
+        self.model, self.track, self.schema = model, track, schema
+        self.freqs = np.geomspace(F_LO, F_HI, _N_POINTS)
+        self.controls: dict[str, ParamControl] = {}
+        self._gesture = 0
+        self._syncing = False
+        self.plot = EqPlot()
+        self.curve = self.plot.plot(pen=pg.mkPen(theme.ACCENT, width=2))
+        self.pred_curve = self.plot.plot(pen=pg.mkPen(theme.PREDICTED, width=1, style=Qt.DashLine))
+        self.handles = [BandHandle(self, b) for b in range(len(EQ_BAND_KEYS))]
+        for h in self.handles:
+            self.plot.addItem(h)
+        self._build()
+        self.refresh()
+
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.plot)
+        lay.addLayout(self._band_buttons())
+        self.stack = QStackedWidget()
+        for band in EQ_BAND_KEYS:
+            self.stack.addWidget(self._band_page(band))
+        lay.addWidget(self.stack)
+
+    def _band_buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.setSpacing(1)
+        self.band_group = QButtonGroup(self)
+        for b, text in enumerate(BAND_SHORT):
+            btn = QToolButton(text=text, checkable=True, objectName="band")
+            btn.setToolTip(self.schema[f"{EQ_BAND_KEYS[b]}_gain_db"].label.replace(" gain", ""))
+            btn.setStyleSheet(f"QToolButton:checked {{ background: {theme.BAND_COLOURS[b].name()}; }}")
+            self.band_group.addButton(btn, b)
+            row.addWidget(btn)
+        self.band_group.idClicked.connect(self.select_band)
+        self.band_group.button(0).setChecked(True)
+        return row
+
+    def _band_page(self, band: str) -> QWidget:
+        page = QWidget()
+        row = QHBoxLayout(page)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(1)
+        for what, label in (("gain_db", "Gain"), ("freq_hz", "Freq"), ("q", "Q")):
+            key = f"{band}_{what}"
+            ctl = ParamControl(self.model, self.track, self.schema[key], label=label)
+            self.controls[key] = ctl
+            row.addWidget(ctl)
+        return page
+
+    # -- interaction -----------------------------------------------------------------------------------
+    def select_band(self, band: int) -> None:
+        self.stack.setCurrentIndex(band)
+        self.band_group.button(band).setChecked(True)
+
+    def begin_drag(self, band: int) -> None:
+        self._gesture = self.model.new_gesture()
+        self.select_band(band)
+
+    def handle_moved(self, band: int, pos) -> None:
+        if self._syncing:
+            return
+        key = EQ_BAND_KEYS[band]
+        items = [(self.track, f"{key}_freq_hz", float(10 ** pos.x())),
+                 (self.track, f"{key}_gain_db", float(pos.y()))]
+        self.model.edit_many(items, self._gesture, text=f"{self._who()}: EQ {BAND_SHORT[band]}")
+
+    def wheel_q(self, band: int, notches: float) -> None:
+        key = f"{EQ_BAND_KEYS[band]}_q"
+        self.select_band(band)
+        self.controls[key].binding.wheel_gesture()
+        self.controls[key].binding.send(self.model.value(self.track, key) * _Q_STEP ** notches)
+
+    def _who(self) -> str:
+        return "Master" if self.track < 0 else self.model.session.stems[self.track].name
+
+    # -- following the model ------------------------------------------------------------------------
+    def values(self, source: str = "current") -> np.ndarray | None:
+        get = self.model.value if source == "current" else self.model.predicted_value
+        vals = [get(self.track, k) for k in EQ_KEYS]
+        return None if any(v is None for v in vals) else np.array(vals, dtype=np.float64)
+
+    def refresh(self) -> None:
+        sr = self.model.session.sample_rate
+        cur = self.values()
+        self.curve.setData(np.log10(self.freqs), response_db(cur, sr, self.freqs))
+        pred = self.values("predicted")
+        if pred is None:
+            self.pred_curve.setData([], [])
+        else:
+            self.pred_curve.setData(np.log10(self.freqs), response_db(pred, sr, self.freqs))
+        self.place_handles(cur)
+        for ctl in self.controls.values():
+            ctl.refresh()
+
+    def place_handles(self, cur: np.ndarray | None = None) -> None:
+        cur = self.values() if cur is None else cur
+        self._syncing = True
+        try:
+            for b, h in enumerate(self.handles):
+                gain, freq = cur[3 * b], cur[3 * b + 1]
+                if not h.moving:
+                    h.setPos(np.log10(freq), gain)
+        finally:
+            self._syncing = False

@@ -1,0 +1,604 @@
+"""The desktop app, offscreen and without a sound card (pytest-qt).
+
+Every test builds a real MainWindow; audio is off (``audio=False``) except in the no-audio test, which
+forces the "no PortAudio" answer, so the suite behaves the same on machines with a sound card.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+
+from app.mainwindow import MainWindow  # noqa: E402
+from core.params import MASTER, TRACK  # noqa: E402
+from core.session import load_session  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "assets" / "demo"
+GAIN = TRACK.index("gain_db")
+
+
+@pytest.fixture(autouse=True)
+def _autosave_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEMIX_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+
+
+def _tiny_model():
+    import torch
+
+    from core.model import MixController, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_bands=16, cnn_channels=(4, 8), embed_dim=16, n_layers=1, n_heads=2, ffn_dim=32,
+                      dropout=0.0)
+    model = MixController(cfg)
+    with torch.no_grad():  # random heads: a prediction far from the neutral console
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model.eval()
+
+
+def _make_window(qtbot, **kw) -> MainWindow:
+    kw.setdefault("audio", False)
+    kw.setdefault("load_model", _tiny_model)
+    w = MainWindow(**kw)
+    qtbot.addWidget(w)
+    w.ask_unsaved = lambda: "discard"
+    w.ask_recover = lambda path: True
+    w.errors = []
+    w.show_error = lambda title, text: w.errors.append(f"{title}: {text}")
+    w.resize(1400, 900)
+    w.show()
+    return w
+
+
+@pytest.fixture
+def window(qtbot):
+    w = _make_window(qtbot)
+    yield w
+    w.shutdown()
+
+
+def _open_demo(qtbot, w: MainWindow, path=DEMO / "demo.stylemix") -> None:
+    assert w.open_session(str(path))
+    qtbot.waitUntil(lambda: w.model.inputs is not None, timeout=30000)
+
+
+def _settle(qtbot, w: MainWindow) -> None:
+    qtbot.waitUntil(lambda: not w.runner.busy, timeout=60000)
+
+
+def _drop(widget, paths) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    for kind in (QDropEvent.Type.DragEnter, QDropEvent.Type.Drop):
+        if kind == QDropEvent.Type.DragEnter:
+            from PySide6.QtGui import QDragEnterEvent
+
+            ev = QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+            widget.dragEnterEvent(ev)
+            assert ev.isAccepted()
+        else:
+            widget.dropEvent(QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
+def _key(qtbot, w: MainWindow, key) -> None:
+    """A key press as the user makes it: window shortcuts need an active window."""
+    w.show()
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=5000)
+    qtbot.keyClick(w, key)
+
+
+def _engine_gain(w: MainWindow, track: int) -> float:
+    return float(w.engine.snapshot.track[track, GAIN])
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+def test_window_builds_with_demo_session_and_strips_follow_the_schema(qtbot, window):
+    _open_demo(qtbot, window)
+    session = window.model.session
+    assert len(window.console.strips) == 8 == len(session.stems)
+    assert window.windowTitle().startswith("demo.stylemix")
+    for strip in window.console.strips:
+        assert set(strip.controls) == set(TRACK.keys)  # one control per schema parameter, no more
+        for key, ctl in strip.controls.items():
+            assert ctl.param is TRACK[key]
+    assert set(window.console.master.controls) == set(MASTER.keys)
+    trim = window.console.strips[0].controls["trim_db"]
+    assert trim.value == pytest.approx(session.params.tracks[0, TRACK.index("trim_db")])
+    assert trim.edit.text() == TRACK["trim_db"].format(trim.value)
+    assert window.engine.loaded and window.engine.player.n_tracks == 8
+    qtbot.waitUntil(lambda: window.analysis_panel.result is not None, timeout=60000)
+    result = window.analysis_panel.result
+    assert [r[0] for r in result.terms()] == ["Loudness", "Crest factor", "Width", "Imbalance",
+                                              "Spectral distance"]
+    assert result.reference is not None and np.isfinite(result.mix.lufs)
+    assert len(window.analysis_panel.mix_curve.getData()[0]) > 50
+    assert "LUFS" in window.console.master.readouts["I"].text()
+
+
+# --- edits, engine, undo ------------------------------------------------------------------------------------
+
+def test_fader_drag_reaches_engine_and_is_one_undo_step(qtbot, window):
+    _open_demo(qtbot, window)
+    fader = window.console.strips[2].controls["gain_db"]
+    dial = fader.dial
+    before = window.model.value(2, "gain_db")
+    start = QPoint(dial.width() // 2, dial.height() // 2)
+    qtbot.mousePress(dial, Qt.LeftButton, pos=start)
+    for dy in (5, 10, 20, 30):
+        qtbot.mouseMove(dial, start - QPoint(0, dy))
+    qtbot.mouseRelease(dial, Qt.LeftButton, pos=start - QPoint(0, 30))
+    after = window.model.value(2, "gain_db")
+    assert after > before + 3
+    assert window.model.undo.count() == 1  # the whole drag is one step
+    assert _engine_gain(window, 2) == pytest.approx(after)  # what you hear follows at once
+    assert window.model.dirty and window.windowTitle().startswith("demo.stylemix *")
+    window.model.undo.undo()
+    assert window.model.value(2, "gain_db") == before
+    assert _engine_gain(window, 2) == pytest.approx(before)
+    assert fader.edit.text() == TRACK["gain_db"].format(before)
+    window.model.undo.redo()
+    assert _engine_gain(window, 2) == pytest.approx(after)
+
+
+def test_typed_values_are_exact_double_click_resets_and_wheel_steps(qtbot, window):
+    _open_demo(qtbot, window)
+    strip = window.console.strips[1]
+    strip.eq.band_group.button(2).click()  # band 2's knobs are shown
+    freq = strip.controls["eq_band2_freq_hz"]
+    assert freq.isVisible()
+    freq.edit.setFocus()
+    freq.edit.setText("1.25k")
+    qtbot.keyClick(freq.edit, Qt.Key_Return)
+    assert window.model.value(1, "eq_band2_freq_hz") == 1250.0
+    ratio = strip.controls["comp_ratio"]
+    ratio.edit.setText("4:1")
+    ratio.edit.returnPressed.emit()
+    assert window.model.value(1, "comp_ratio") == 4.0
+    assert ratio.edit.text() == "4.0:1"
+    ratio.edit.setText("300")  # out of range: clipped to the schema's maximum
+    ratio.edit.returnPressed.emit()
+    assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].max
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)
+    assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].default
+    pan = strip.controls["pan"]
+    n = window.model.undo.count()
+    from PySide6.QtGui import QWheelEvent
+
+    for _ in range(3):
+        ev = QWheelEvent(QPointF(5, 5), QPointF(5, 5), QPoint(0, 0), QPoint(0, 120), Qt.NoButton,
+                         Qt.NoModifier, Qt.NoScrollPhase, False)
+        pan.dial.wheelEvent(ev)
+    assert window.model.value(1, "pan") > 0.05
+    assert window.model.undo.count() == n + 1  # wheel steps in a row merge
+    # the strip's EQ curve follows the typed frequency: band 2's handle sits at 1.25 kHz
+    handle = strip.eq.handles[2]
+    assert 10 ** handle.pos().x() == pytest.approx(1250.0)
+
+
+def test_eq_handle_drag_is_one_step_and_wheel_sets_q(qtbot, window):
+    _open_demo(qtbot, window)
+    eq = window.console.strips[0].eq
+    eq.begin_drag(3)
+    eq.handle_moved(3, QPointF(np.log10(900.0), 3.0))
+    eq.handle_moved(3, QPointF(np.log10(1500.0), 6.0))
+    eq.handle_moved(3, QPointF(np.log10(99999.0), 40.0))  # beyond the band's range: clipped
+    assert window.model.value(0, "eq_band3_freq_hz") == TRACK["eq_band3_freq_hz"].max
+    assert window.model.value(0, "eq_band3_gain_db") == TRACK["eq_band3_gain_db"].max
+    assert window.model.undo.count() == 1
+    q0 = window.model.value(0, "eq_band3_q")
+    eq.wheel_q(3, 2.0)
+    assert window.model.value(0, "eq_band3_q") == pytest.approx(q0 * 1.08 ** 2)
+    assert eq.stack.currentIndex() == 3
+    curve_x, curve_y = eq.curve.getData()
+    assert curve_y.max() > 10.0  # the drawn response shows the boost
+    window.model.undo.undo()
+    window.model.undo.undo()
+    assert window.model.value(0, "eq_band3_gain_db") == 0.0
+
+
+# --- predict ------------------------------------------------------------------------------------------------
+
+def _predict(qtbot, w: MainWindow, steps: int = 0) -> None:
+    w.predictor.steps = steps
+    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
+        assert w.predictor.start()
+    assert sig.args[0], sig.args[1]
+
+
+def test_predict_fills_console_in_one_step_keeps_locks_and_blends_strength(qtbot, window):
+    _open_demo(qtbot, window)
+    m = window.model
+    m.edit(0, "gain_db", -7.0)
+    m.set_locked(0, ["gain_db"], True)
+    assert window.console.strips[0].controls["gain_db"].dial.locked
+    neutral = m.neutral()
+    n = m.undo.count()
+    _predict(qtbot, window)
+    assert m.undo.count() == n + 1  # "apply prediction" is one undo step
+    assert m.undo.undoText() == "Apply prediction"
+    p = m.session.params
+    assert p.tracks[0, GAIN] == -7.0  # locked: kept
+    changed = np.abs(p.tracks[1:] - neutral.tracks[1:]).max(axis=0)
+    assert (changed[TRACK.predicted_mask] > 1e-3).mean() > 0.8  # the console is filled
+    trim = TRACK.index("trim_db")
+    np.testing.assert_array_equal(p.tracks[:, trim], neutral.tracks[:, trim])
+    ctl = window.console.strips[3].controls["comp_threshold_db"]
+    assert ctl.dial.pred_unit == pytest.approx(TRACK["comp_threshold_db"].to_unit(ctl.value))
+    assert _engine_gain(window, 3) == pytest.approx(p.tracks[3, GAIN])
+    # strength: EQ at 0 % puts every unlocked EQ control back to neutral
+    window.predict_bar.strength["eq"].slider.setValue(0)
+    eq = TRACK.group_mask("eq")
+    np.testing.assert_allclose(m.session.params.tracks[:, eq], neutral.tracks[:, eq])
+    assert m.session.params.tracks[3, GAIN] == p.tracks[3, GAIN]  # other groups untouched
+    window.predict_bar.strength["eq"].slider.setValue(50)
+    mid = m.session.params.tracks[1, TRACK.index("eq_band1_gain_db")]
+    assert mid == pytest.approx(0.5 * p.tracks[1, TRACK.index("eq_band1_gain_db")], abs=1e-9)
+    # reset a control to its prediction from its marker
+    m.edit(3, "comp_threshold_db", -1.0)
+    m.reset_predicted(3, "comp_threshold_db")
+    assert m.value(3, "comp_threshold_db") == pytest.approx(m.predicted_value(3, "comp_threshold_db"))
+    # undo everything back to before Predict
+    m.undo.setIndex(n)
+    np.testing.assert_array_equal(m.session.params.tracks[1:], neutral.tracks[1:])
+    assert m.session.predicted is None
+
+
+def test_predict_refines_with_progress_and_cancel_leaves_console_unchanged(qtbot, qtbot_window_refine):
+    w = qtbot_window_refine
+    m = w.model
+    before = m.session.params.tracks.copy()
+    w.predictor.steps = 50
+    progress = []
+    w.predictor.progress.connect(lambda d, t, text: progress.append((d, t, text)))
+    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
+        w.predictor.start()
+        assert not w.predict_bar.predict_btn.isEnabled() and w.predict_bar.cancel_btn.isEnabled()
+        qtbot.waitUntil(lambda: any("Refining" in p[2] for p in progress), timeout=60000)
+        w.predict_bar.cancel_btn.click()
+    assert sig.args == [False, "Predict cancelled; the console is unchanged"]
+    np.testing.assert_array_equal(m.session.params.tracks, before)
+    assert m.session.predicted is None and m.undo.count() == 0
+    assert w.predict_bar.predict_btn.isEnabled()
+    _predict(qtbot, w, steps=1)
+    assert m.session.predicted is not None and m.undo.count() == 1
+
+
+@pytest.fixture
+def qtbot_window_refine(qtbot):
+    w = _make_window(qtbot, load_model=lambda: None)  # no model installed: Predict is refinement
+    _open_demo(qtbot, w)
+    yield w
+    w.shutdown()
+
+
+# --- sessions -----------------------------------------------------------------------------------------------
+
+def _demo_copy(tmp_path: Path) -> Path:
+    shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.md", "*.json"))
+    return tmp_path / "demo" / "demo.stylemix"
+
+
+def test_session_round_trip(qtbot, window, tmp_path):
+    path = _demo_copy(tmp_path)
+    _open_demo(qtbot, window, path)
+    m = window.model
+    m.edit(1, "pan", -0.3)
+    m.edit(-1, "comp_ratio", 2.5)
+    m.set_locked(1, ["pan"], True)
+    m.set_flag(4, "mute", True)
+    m.set_loop((2.0, 6.0))
+    out = tmp_path / "demo" / "mine.stylemix"
+    assert window.save_as(str(out))
+    assert not m.dirty and window.windowTitle().startswith("mine.stylemix")
+    doc = json.loads(out.read_text())
+    assert doc["stems"][0]["file"] == "stems/kick.flac" and doc["reference"] == "reference.flac"
+    other = _make_window(qtbot)
+    try:
+        _open_demo(qtbot, other, out)
+        s = other.model.session
+        assert s.params.tracks[1, TRACK.index("pan")] == -0.3
+        assert s.params.master[MASTER.index("comp_ratio")] == 2.5
+        assert s.lock_tracks[1, TRACK.index("pan")] and s.stems[4].mute and s.loop == (2.0, 6.0)
+        assert other.console.strips[4].mute.isChecked()
+        assert other.console.strips[1].controls["pan"].dial.locked
+        assert other.playback.loop_on and other.engine.player.loop is not None
+    finally:
+        other.shutdown()
+
+
+def test_crash_recovery_from_autosave(qtbot, tmp_path):
+    path = _demo_copy(tmp_path)
+    first = _make_window(qtbot)
+    _open_demo(qtbot, first, path)
+    first.model.edit(2, "gain_db", -9.5)
+    first.model.set_flag(0, "solo", True)
+    os.utime(path, (1, 1))
+    first.autosave_now()
+    first.runner.wait()
+    first.engine.close()  # the process "dies": no save, no clean close
+    second = _make_window(qtbot)
+    asked = []
+    second.ask_recover = lambda p: asked.append(p) or True
+    try:
+        _open_demo(qtbot, second, path)
+        assert asked, "recovery was not offered"
+        s = second.model.session
+        assert s.params.tracks[2, GAIN] == -9.5 and s.stems[0].solo
+        assert second.model.dirty and s.path == str(path)
+        assert second.save()
+        assert load_session(path).params.tracks[2, GAIN] == -9.5
+        third = _make_window(qtbot)
+        third.ask_recover = lambda p: pytest.fail("recovery offered again after saving")
+        _open_demo(qtbot, third, path)
+        third.shutdown()
+    finally:
+        second.shutdown()
+
+
+def test_missing_audio_relocate_dialog_keeps_everything(qtbot, window, tmp_path):
+    path = _demo_copy(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["stems"][5]["params"]["gain_db"] = -4.0
+    path.write_text(json.dumps(doc))
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(str(path.parent / "stems" / "snare.flac"), str(moved / "snare.flac"))
+    shutil.move(str(path.parent / "stems" / "hats.flac"), str(moved / "hats.flac"))
+    seen = []
+
+    def relocate(session):
+        from app.relocate import RelocateDialog
+
+        dlg = RelocateDialog(session)
+        seen.append(dlg.table.rowCount())
+        session.relocate(session.stems[1].path, str(moved / "snare.flac"))  # "Locate…" for one file
+        dlg.refresh()
+        assert dlg.table.item(0, 2).text() == "found"
+
+    window.ask_relocate = relocate
+    _open_demo(qtbot, window, path)
+    assert seen == [2]
+    s = window.model.session
+    assert len(window.console.strips) == 8 and s.params.tracks[5, GAIN] == -4.0
+    assert s.stems[1].path == str(moved / "snare.flac")
+    hats = window.console.strips[2]
+    assert hats.problem.text() == "missing audio" and not hats.problem.isHidden()
+    assert window.model.inputs.silent[2] and not window.model.inputs.silent[1]
+    window.save()  # the missing file's entry is kept for a later relocation
+    assert json.loads(path.read_text())["stems"][2]["file"] == "stems/hats.flac"
+    from app.relocate import RelocateDialog
+
+    again = load_session(path)
+    dlg = RelocateDialog(again)
+    assert dlg.search(str(tmp_path / "moved")) == 1 and again.missing() == []
+
+
+# --- drag and drop ---------------------------------------------------------------------------------------
+
+def test_drop_files_folders_and_reference(qtbot, window, tmp_path):
+    _drop(window.console, [DEMO / "stems" / "kick.flac", DEMO / "stems" / "snare.flac"])
+    qtbot.waitUntil(lambda: len(window.console.strips) == 2, timeout=30000)
+    assert window.model.session.names == ["kick", "snare"]
+    assert window.model.session.params.tracks[0, TRACK.index("trim_db")] > 10  # import trim applied
+    qtbot.waitUntil(lambda: window.model.inputs is not None, timeout=30000)
+    _drop(window.console, [DEMO / "stems"])  # a folder: every audio file in it
+    qtbot.waitUntil(lambda: len(window.console.strips) == 10, timeout=30000)
+    assert window.model.session.names[2:4] == ["bass_synth", "chords_clean_guitar"]
+    assert "kick (2)" in window.model.session.names  # same file name again: told apart
+    window.model.undo.undo()
+    assert len(window.console.strips) == 2
+    window.model.undo.redo()
+    _drop(window.transport.reference, [DEMO / "reference.flac"])
+    qtbot.waitUntil(lambda: window.model.session.reference is not None, timeout=30000)
+    qtbot.waitUntil(lambda: window.model.inputs is not None and window.model.inputs.reference is not None)
+    assert "reference.flac" in window.transport.reference.text()
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    _drop(window.console, [bad])
+    qtbot.waitUntil(lambda: bool(window.errors), timeout=30000)
+    assert "notes.txt" in window.errors[0] and len(window.console.strips) == 10
+
+
+# --- transport and A/B ------------------------------------------------------------------------------------
+
+def test_ab_toggle_mix_reference_and_predicted(qtbot, window):
+    _open_demo(qtbot, window)
+    pb = window.playback
+    bar = window.transport
+    assert pb.source == "mix" and bar.source_label.text().startswith("MIX")
+    assert not bar.ab_buttons["predicted"].isEnabled()
+    _key(qtbot, window, Qt.Key_A)
+    assert pb.source == "reference" and window.engine.ab == "B"
+    assert bar.source_label.text() == "REFERENCE" and bar.ab_buttons["reference"].isChecked()
+    _key(qtbot, window, Qt.Key_A)
+    assert pb.source == "mix" and window.engine.ab == "A"
+    _predict(qtbot, window)
+    assert bar.ab_buttons["predicted"].isEnabled()
+    _key(qtbot, window, Qt.Key_P)
+    assert pb.source == "predicted" and window.engine.ab == "B" and bar.source_label.text() == "PREDICTED"
+    window.model.edit(0, "gain_db", -20.0)  # edits move away from the prediction: B is re-matched
+    qtbot.waitUntil(lambda: abs(pb.predicted_gain_db) > 0.01, timeout=30000)
+    bar.ab_buttons["mix"].click()
+    assert pb.source == "mix" and window.engine.ab == "A"
+
+
+def test_seek_and_loop_from_the_overview(qtbot, window):
+    _open_demo(qtbot, window)
+    ov = window.overview
+    ov.seekRequested.emit(7.5)
+    assert window.engine.position() == pytest.approx(7.5, abs=0.01)
+    ov._drag_loop(3.0, 5.0, True)
+    assert window.model.session.loop == (3.0, 5.0) and window.playback.loop_on
+    assert window.engine.player.loop == (3 * 44100, 5 * 44100)
+    _key(qtbot, window, Qt.Key_L)
+    assert not window.playback.loop_on and window.engine.player.loop is None
+    assert window.model.session.loop == (3.0, 5.0)  # the region stays, only looping is off
+
+
+def test_no_audio_device_path(qtbot, monkeypatch):
+    import core.playback
+
+    monkeypatch.setattr(core.playback, "check_audio",
+                        lambda device=None: "no audio output: the PortAudio library is not installed")
+    w = _make_window(qtbot, audio=True)
+    try:
+        assert not w.engine.available
+        assert "PortAudio" in w.audio_label.text() and "everything else works" in w.audio_label.text()
+        _open_demo(qtbot, w)
+        assert not w.transport.play_btn.isEnabled()
+        w.playback.toggle_play()  # Space: says why instead of failing
+        assert "PortAudio" in w.statusBar().currentMessage() and not w.engine.playing
+        w.model.edit(0, "gain_db", 3.0)
+        assert _engine_gain(w, 0) == 3.0
+    finally:
+        w.shutdown()
+
+
+# --- many strips -----------------------------------------------------------------------------------------
+
+def test_32_strips_and_compact_mode(qtbot, window, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        sf.write(folder / f"t{i:02d}.wav", (0.1 * rng.standard_normal(22050)).astype(np.float32), 44100)
+    _drop(window.console, [folder])
+    qtbot.waitUntil(lambda: len(window.console.strips) == 32, timeout=60000)
+    qtbot.waitUntil(lambda: window.engine.loaded and window.engine.player.n_tracks == 32, timeout=30000)
+    window.compact_action.trigger()
+    assert all(s.width() == 86 and s.eq_sec.isHidden() for s in window.console.strips)
+    qtbot.wait(10)
+    assert window.console.scroll.horizontalScrollBar().maximum() > 0  # scrolls sideways
+    window.model.edit(31, "gain_db", -12.0)
+    assert _engine_gain(window, 31) == -12.0
+    assert window.console.strips[31].controls["gain_db"].edit.text() == "-12.0 dB"
+    window.compact_action.trigger()
+    assert not window.console.strips[0].eq_sec.isHidden()
+
+
+# --- export ---------------------------------------------------------------------------------------------
+
+def test_export_dialog_writes_mix_and_stems(qtbot, window, tmp_path):
+    _open_demo(qtbot, window)
+    dlg = window.open_export()
+    out = tmp_path / "mix.wav"
+    dlg.path.setText(str(out))
+    dlg.format.setCurrentText("FLAC")
+    assert dlg.path.text().endswith("mix.flac")
+    assert not dlg.bits.model().item(2).isEnabled()  # no 32-bit float in FLAC
+    dlg.lufs.setValue(-16.0)
+    dlg.stems.setChecked(True)
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.result is not None or dlg.error is not None, timeout=60000)
+    assert dlg.error is None and dlg.progress.value() == 1000
+    assert dlg.result.loudness_lufs == pytest.approx(-16.0, abs=0.3)
+    assert dlg.result.true_peak_dbtp <= -1.0 + 0.05
+    assert len(dlg.result.stem_paths) == 8 and all(os.path.isfile(p) for p in dlg.result.stem_paths)
+    assert sf.info(str(tmp_path / "mix.flac")).subtype == "PCM_24"
+    dlg.close()
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+def test_screenshot_command(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtGui import QImage
+
+    from app.main import run_app
+
+    out = tmp_path / "shot.png"
+    assert run_app(["--screenshot", str(out), "--size", "1300x760", str(DEMO / "demo.stylemix")]) == 0
+    image = QImage(str(out))
+    assert image.width() >= 1280 and image.height() >= 720
+
+
+def test_no_display_falls_back(monkeypatch, capsys):
+    from app import main
+
+    monkeypatch.setattr(main, "has_display", lambda: False)
+    calls = []
+    monkeypatch.setattr(main, "run_demo_cli", lambda: calls.append("demo") or 0)
+    assert main.run_app(["--demo"]) == 0 and calls == ["demo"]
+    assert main.run_app(["song.stylemix"]) == 1
+    assert "no display" in capsys.readouterr().err
+
+
+# --- playback with a simulated sound card ----------------------------------------------------------------
+
+def _pump(player, blocks: int) -> np.ndarray:
+    """The sound card asking for ``blocks`` blocks: (blocks * block, 2) float32."""
+    out = np.zeros((blocks * player.block, 2), np.float32)
+    buf = np.zeros((player.block, 2), np.float32)
+    for i in range(blocks):
+        if i % 4 == 0:
+            assert player.wait_idle(5.0)
+        player.callback(buf, player.block, None, None)
+        out[i * player.block:(i + 1) * player.block] = buf
+    return out
+
+
+def _rms_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def test_playback_hears_every_edit_and_meters_follow(qtbot):
+    from app.audio import AudioEngine
+
+    w = _make_window(qtbot, engine=AudioEngine(external_clock=True))
+    try:
+        _open_demo(qtbot, w)
+        assert w.transport.play_btn.isEnabled()
+        w.playback.seek(4.0)
+        _key(qtbot, w, Qt.Key_Space)
+        assert w.engine.playing
+        player = w.engine.player
+        before = _pump(player, 40)
+        w.model.edit(-1, "gain_db", -20.0)  # the master fader, during playback
+        after = _pump(player, 40)
+        assert _rms_db(after[4 * player.block:]) < _rms_db(before) - 12
+        qtbot.waitUntil(lambda: w.console.strips[0].meter.peak.max() > -60, timeout=5000)
+        assert w.engine.position() > 4.4
+        momentary = w.console.master.readouts["M"].text()
+        assert "LUFS" in momentary and "—" not in momentary
+        w.model.set_flag(0, "solo", True)  # solo: only the kick reaches the master
+        _pump(player, 12)
+        qtbot.waitUntil(lambda: w.console.strips[3].meter.peak.max() <= -100, timeout=5000)
+        _key(qtbot, w, Qt.Key_Home)
+        assert not w.engine.playing and w.engine.position() == 0.0
+    finally:
+        w.shutdown()
+
+
+def test_analysis_follows_edits(qtbot, window):
+    _open_demo(qtbot, window)
+    qtbot.waitUntil(lambda: window.analysis_panel.result is not None, timeout=60000)
+    first = window.analysis_panel.result.mix.lufs
+    window.model.edit(-1, "gain_db", -10.0)
+    qtbot.waitUntil(lambda: window.analysis_panel.result.mix.lufs < first - 5, timeout=60000)
+    assert window.analysis_panel.result.mix.lufs == pytest.approx(first - 10.0, abs=0.5)
+    shown = window.console.master.readouts["I"].text().split()[1]
+    assert shown == f"{window.analysis_panel.result.mix.lufs:.1f}"
+
+
+def test_trim_resets_to_its_import_value(qtbot, window):
+    _open_demo(qtbot, window)
+    trim = window.console.strips[0].controls["trim_db"]
+    imported = trim.value
+    window.model.edit(0, "trim_db", 0.0)
+    assert window.model.inputs.trim_db[0] == 0.0  # the console (and prediction) use the edited trim
+    qtbot.mouseDClick(trim.dial, Qt.LeftButton)
+    assert trim.value == pytest.approx(imported, abs=0.01)
