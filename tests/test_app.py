@@ -86,7 +86,7 @@ def _drop(widget, paths) -> None:
         if kind == QDropEvent.Type.DragEnter:
             from PySide6.QtGui import QDragEnterEvent
 
-            ev = QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+            ev = QDragEnterEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
             widget.dragEnterEvent(ev)
             assert ev.isAccepted()
         else:
