@@ -78,9 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, metavar="REF", help="reference song")
     _add_output_args(p, "output loudness, LUFS integrated (default: the reference's loudness)")
     p.add_argument("--params-out", metavar="P.json", help="write the console parameters here")
-    p.add_argument("--params-in", metavar="P.json", help="start from these parameters instead of defaults")
+    p.add_argument("--params-in", metavar="P.json",
+                   help="start from these parameters (instead of the model's prediction)")
+    p.add_argument("--model", metavar="PATH", help="model checkpoint (default: the shipped model)")
+    p.add_argument("--no-model", action="store_true",
+                   help="no prediction: refine from the equal-loudness defaults")
     p.add_argument("--steps", type=int, default=RefineConfig.steps,
-                   help=f"refinement steps (default {RefineConfig.steps}; 0 = no refinement)")
+                   help=f"refinement steps after the prediction (default {RefineConfig.steps}; "
+                        "0 = model only)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lock", nargs="+", default=[], metavar="KEY",
                    help="keep these parameters: KEY or GROUP (all tracks), TRACK:KEY, master:KEY")
@@ -191,9 +196,33 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
 # --- commands -------------------------------------------------------------------------------------
 
+def _initial_params(inputs, args, region):
+    """Where refinement starts: saved parameters, the model's prediction, or the defaults."""
+    from .paramfile import read_params
+
+    if args.params_in:
+        init = read_params(args.params_in).select(inputs.names, args.params_in)
+        init.files, init.stereo = list(inputs.files), [bool(s) for s in inputs.stereo]
+        return init, "params-in"
+    if args.no_model:
+        if args.model:
+            raise CliError("--model and --no-model contradict each other")
+        return inputs.default_params(), "defaults"
+    from .predict import load_default_model, load_model, predict
+
+    model = load_model(args.model) if args.model else load_default_model()
+    if model is None:
+        print("model: none shipped; refining from the equal-loudness defaults")
+        return inputs.default_params(), "defaults"
+    t0 = time.perf_counter()
+    init = predict(inputs, model, region)
+    print(f"model: {args.model or 'default'}, prediction in {time.perf_counter() - t0:.1f} s")
+    return init, "model"
+
+
 def cmd_mix(args) -> int:
     from .features import integrated_lufs
-    from .paramfile import apply_sets, lock_masks, read_params, write_params
+    from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
     from .refine import RefineConfig, evaluate, refine
 
@@ -209,26 +238,21 @@ def cmd_mix(args) -> int:
     print(f"reference: {Path(args.reference).name}, {inputs.reference.shape[-1] / inputs.sample_rate:.1f} s, "
           f"{ref_lufs:.1f} LUFS")
 
-    init = inputs.default_params()
-    if args.params_in:
-        init = read_params(args.params_in).select(inputs.names, args.params_in)
-        init.files, init.stereo = list(inputs.files), [bool(s) for s in inputs.stereo]
-    locks = list(args.lock) + apply_sets(init, args.sets)
-    lock_t, lock_m = lock_masks(locks, inputs.names)
     region = tuple(args.region) if args.region else None
     if region and not (0 <= region[0] < region[1] <= inputs.duration):
         raise CliError(f"--region {region[0]:g} {region[1]:g} is not within 0..{inputs.duration:.1f} s")
     cfg = RefineConfig(steps=args.steps, seed=args.seed, region=region)
+    init, source = _initial_params(inputs, args, region)
+    locks = list(args.lock) + apply_sets(init, args.sets)
+    lock_t, lock_m = lock_masks(locks, inputs.names)
 
+    baseline = evaluate(inputs, inputs.default_params(), cfg)[0]
+    start = evaluate(inputs, init, cfg)[0] if source != "defaults" else baseline
     bar, callback = _progress(args.steps, "refine")
+    params, loss1 = init, start
     if args.steps:
         result = refine(inputs, init, cfg, lock_t, lock_m, callback)
-        params, loss0, loss1 = result.params, result.loss_before, result.loss_after
-        baseline = loss0 if not args.params_in else evaluate(inputs, inputs.default_params(), cfg)[0]
-    else:
-        params = init
-        loss1 = evaluate(inputs, init, cfg)[0]
-        loss0 = baseline = evaluate(inputs, inputs.default_params(), cfg)[0]
+        params, loss1 = result.params, result.loss_after
     bar.close()
 
     target = ref_lufs if args.loudness is None else args.loudness
@@ -237,8 +261,9 @@ def cmd_mix(args) -> int:
     params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target)
     if args.params_out:
         write_params(args.params_out, params)
-    print(f"AF loss vs reference: equal-loudness sum {baseline:.4f} -> mix {loss1:.4f} "
-          f"({loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum; start {loss0:.4f})")
+    steps = f"{args.steps} refine steps" if args.steps else "no refinement"
+    print(f"AF loss vs reference: equal-loudness sum {baseline:.4f} -> {source} {start:.4f} -> mix "
+          f"{loss1:.4f} ({steps}; {loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum)")
     print(f"loudness: console {lufs_before:.1f} LUFS -> output {lufs_after:.1f} LUFS "
           f"(target {target:.1f}), true peak {peak:.1f} dBTP (ceiling {args.ceiling:.1f})")
     if args.stems_out:

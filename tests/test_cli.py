@@ -33,14 +33,14 @@ def mixed(material):
     buf = io.StringIO()
     with redirect_stdout(buf):
         code = main(["mix", *stems, "--reference", ref, "--out", str(out), "--params-out", str(params),
-                     "--steps", "60", "--seed", "1"])
+                     "--steps", "60", "--seed", "1", "--no-model"])
     return code, buf.getvalue(), out, params
 
 
 def test_mix_end_to_end_beats_equal_loudness_sum_tenfold(mixed, material):
     code, text, out, params = mixed
     assert code == 0
-    m = re.search(r"equal-loudness sum ([\d.]+) -> mix ([\d.]+)", text)
+    m = re.search(r"equal-loudness sum ([\d.]+) -> defaults [\d.]+ -> mix ([\d.]+)", text)
     baseline, result = float(m.group(1)), float(m.group(2))
     assert result * 10 <= baseline, text
     for name in ("kick", "bass", "pad", "stereo", "mono", "LUFS", "AF loss"):
@@ -167,3 +167,29 @@ def test_render_engines_agree(mixed, material, tmp_path):
     b, _ = sf.read(outs["torch"])
     err_db = 10 * np.log10(np.sum((a - b) ** 2) / np.sum(b**2))
     assert err_db < -55
+
+
+def test_model_only_and_model_errors(material, tmp_path, capsys):
+    """--model picks a checkpoint, --steps 0 is model only; a bad checkpoint is a one-line error."""
+    import torch
+
+    from core.checkpoint import save_checkpoint
+    from core.model import MixController, ModelConfig
+
+    _, stems, ref = material
+    torch.manual_seed(0)
+    cfg = ModelConfig(cnn_channels=(4, 8), embed_dim=16, n_layers=1, n_heads=2, ffn_dim=32)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, MixController(cfg), cfg)
+    out = tmp_path / "m.wav"
+    assert main(["mix", *stems, "--reference", ref, "--out", str(out), "--model", str(ckpt),
+                 "--steps", "0"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"-> model [\d.]+ -> mix [\d.]+ \(no refinement", text) and out.exists()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["mix", *stems, "--reference", ref, "--out", str(out), "--model", str(bad)]) == 1
+    _one_line_error(capsys, "bad.pt")
+    assert main(["mix", *stems, "--reference", ref, "--out", str(out), "--model", str(ckpt),
+                 "--no-model"]) == 1
+    _one_line_error(capsys, "contradict")
