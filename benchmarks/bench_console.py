@@ -1,0 +1,78 @@
+"""Torch console and `stylemix mix` (refine only): time and peak memory on this machine.
+
+Run: .venv/bin/python benchmarks/bench_console.py   (or benchmarks/run_all.py for every benchmark)
+Reference numbers: DESIGN.md section 5 (the authors' console on the same 2-core CPU) and the issue's
+target for `stylemix mix`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import ROOT, run_case, table  # noqa: E402
+
+SETUP_RENDER = """
+import numpy as np
+from core.console import render, render_long
+from core.params import TRACK, MASTER
+rng = np.random.default_rng(0)
+n, sr, secs = 16, 44100, {secs}
+x = torch.from_numpy(0.1 * rng.standard_normal((1, n, 2, int(sr * secs))).astype(np.float32))
+u = rng.random((1, n, len(TRACK))); u[..., TRACK.index('comp_ratio')] = 0.5
+tp = torch.tensor(TRACK.from_unit(u), dtype=torch.float32)
+mp = torch.tensor(MASTER.from_unit(rng.random((1, len(MASTER)))), dtype=torch.float32)
+stereo = torch.ones(1, n, dtype=torch.bool)
+"""
+
+RENDER = "with torch.no_grad():\n    y = {fn}(x, tp, mp, sr, stereo=stereo)"
+BACKWARD = """
+tp.requires_grad_(True); mp.requires_grad_(True)
+y = render(x, tp, mp, sr, stereo=stereo)
+y.square().mean().backward()
+"""
+
+SETUP_MIX = """
+import glob, os, subprocess, tempfile
+import numpy as np, soundfile as sf
+sys.path.insert(0, {tests!r})
+from synthetic import make_stems, make_reference
+d = tempfile.mkdtemp()
+paths = []
+for k in range({n} // 6 + 1):
+    for name, s in make_stems(44100, 20.0, seed=k).items():
+        if len(paths) < {n}:
+            p = os.path.join(d, f"{{name}}{{k}}.wav"); sf.write(p, s.T, 44100); paths.append(p)
+ref = os.path.join(d, "ref.wav"); sf.write(ref, make_reference(44100, 20.0).T, 44100)
+from core.cli import main
+import io, contextlib
+"""
+MIX = """
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["mix", *paths, "--reference", ref, "--out", os.path.join(d, "m.wav")]) == 0
+"""
+
+
+def main() -> None:
+    rows = []
+    r = run_case(SETUP_RENDER.format(secs=10), RENDER.format(fn="render"))
+    rows.append(("console render, 16 tracks x 10 s", "(not published)", "-", f"{r['seconds']:.2f} s",
+                 f"{r['peak_mb']:.0f} MB"))
+    r = run_case(SETUP_RENDER.format(secs=180), RENDER.format(fn="render_long"))
+    rows.append(("console render, 16 tracks x 180 s", "57.6 s, 9.3 GB", "<= 2 s, <= 1 GB",
+                 f"{r['seconds']:.2f} s", f"{r['peak_mb']:.0f} MB"))
+    r = run_case(SETUP_RENDER.format(secs=10), BACKWARD)
+    rows.append(("console forward+backward, 16 x 10 s", "(not published)", "-", f"{r['seconds']:.2f} s",
+                 f"{r['peak_mb']:.0f} MB"))
+    for n in (8, 16):
+        r = run_case(SETUP_MIX.format(n=n, tests=str(ROOT / "tests")), MIX)
+        target = "<= 30 s" if n == 8 else "-"
+        rows.append((f"stylemix mix (refine, default steps), {n} stems x 20 s", "-", target,
+                     f"{r['seconds']:.1f} s", f"{r['peak_mb']:.0f} MB"))
+    print("## Torch console and refine (2 threads)\n")
+    print(table(rows, ("case", "authors (DESIGN.md 5)", "target", "ours: time", "ours: peak RSS")))
+
+
+if __name__ == "__main__":
+    main()
