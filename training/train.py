@@ -1,0 +1,520 @@
+"""Training loop: config file, AMP, gradient accumulation, checkpoints and resume, logs, DDP.
+
+    python -m training.train --config training/configs/synth_method2.json [--resume] [--set steps=200]
+    torchrun --nproc_per_node=2 -m training.train --config ...        # DDP: gloo on CPU, nccl on GPU
+    torchrun --nnodes=2 --node_rank=R --master_addr=HOST --nproc_per_node=8 -m training.train --config ...
+
+A config is a JSON object of :class:`TrainConfig` fields (``data`` holds :class:`DataConfig` fields,
+``model`` holds :class:`core.model.ModelConfig` overrides); relative paths are relative to the current
+folder. ``--set KEY=VALUE`` overrides a field (``data.references=[...]``, ``model.embed_dim=128``; the
+value is JSON, or a plain string).
+
+Written to ``out_dir``: ``last.pt`` (a model checkpoint, :mod:`core.checkpoint`, usable as
+``stylemix mix --model``), ``last_state.pt`` (optimiser, schedule and counters for ``--resume``),
+``best.pt`` (lowest validation loss, when validating), ``step_NNNNNN.pt`` every ``keep_every`` steps,
+``config.json`` and ``log.csv`` (or TensorBoard events with ``"log": "tensorboard"``).
+
+``batch_size`` is per process and per micro-step: an optimiser step sees
+``batch_size x accum_steps x world_size`` examples. Each process draws its own random examples
+(seeded by rank), so there is no sampler to shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.model import MixController, ModelConfig
+from training.datasets import describe, scan_multitracks, scan_references, split_songs
+from training.methods import (
+    METHODS,
+    Batch,
+    ExampleStream,
+    collate,
+    default_mix,
+    loss_terms,
+    training_loss,
+)
+
+
+@dataclass
+class DataConfig:
+    """Where examples come from. ``train``/``val``: multitrack roots; ``references``/``val_references``:
+    reference folders (method 2). Without ``val``, ``held_out`` songs (a count, or a fraction < 1) of the
+    training roots are kept apart for validation."""
+
+    train: list[str] = field(default_factory=list)
+    layout: str = "auto"
+    references: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    val_references: list[str] = field(default_factory=list)
+    held_out: float = 0.0
+    cache: str | None = None  # JSON index of file headers and loudness (speeds up restarts)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/default"
+    method: int = 2
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    section_seconds: float = 4.0
+    min_tracks: int = 2
+    max_tracks: int = 16
+    batch_size: int = 4
+    accum_steps: int = 1
+    steps: int = 1000
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr x this
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    af_weight: float = 1.0  # method 1: weight of the AF term next to MRSTFT
+    amp: bool = True  # mixed precision for the model on CUDA (bf16 where supported, else fp16)
+    log: str = "csv"  # or "tensorboard"
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_every: int = 0  # also keep step_NNNNNN.pt every this many steps (0 = never)
+    val_every: int = 0
+    val_examples: int = 8
+    num_workers: int = 0
+    seed: int = 0
+    threads: int = 0  # torch CPU threads per process (0 = torch's default)
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time in this run (0 = no limit)
+    init_from: str | None = None  # start from this checkpoint's weights (its config wins over ``model``)
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+        d = dict(d)
+        data = d.pop("data", {}) or {}
+        data_known = {f.name for f in fields(DataConfig)}
+        bad = sorted(set(data) - data_known)
+        if bad:
+            raise ValueError(f"unknown data field(s): {', '.join(bad)}")
+        for key in ("train", "references", "val", "val_references"):
+            if isinstance(data.get(key), str):
+                data[key] = [data[key]]
+        cfg = cls(**d, data=DataConfig(**data))
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be 1 or 2, got {self.method}")
+        if not self.data.train:
+            raise ValueError("data.train: no multitrack folders given")
+        if self.method == 2 and not self.data.references:
+            raise ValueError("method 2 needs data.references (folders of reference songs)")
+        if self.log not in ("csv", "tensorboard"):
+            raise ValueError(f"log must be 'csv' or 'tensorboard', got {self.log!r}")
+        for name in ("batch_size", "accum_steps", "steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        ModelConfig(**self.model)  # fail early on a bad model config
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a JSON config and apply ``KEY=VALUE`` overrides (dotted keys reach into data/model)."""
+    d = json.loads(Path(path).read_text())
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        target = d
+        *parents, last = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[last] = value
+    return TrainConfig.from_dict(d)
+
+
+# --- distributed ----------------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> Dist:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT).
+
+    Backend: nccl when each process has a GPU, gloo otherwise (``STYLEMIX_DIST_BACKEND`` overrides).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        dev = torch.device("cuda", torch.cuda.current_device())
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        backend = os.environ.get("STYLEMIX_DIST_BACKEND") or ("nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if world > 1 else 0
+    return Dist(rank, world, local_rank, dev)
+
+
+def _any_rank(flag: bool, d: Dist) -> bool:
+    """True on every process when ``flag`` is True on any (so all stop at the same step)."""
+    if d.world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _all_mean(values: list[float], d: Dist) -> list[float]:
+    if d.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return (t / d.world).tolist()
+
+
+# --- logging ----------------------------------------------------------------------------------------------
+
+class Logger:
+    """CSV or TensorBoard scalars plus progress lines, on the main process only."""
+
+    VAL_KEYS = ("val_loss", "val_equal_loudness")
+
+    def __init__(self, cfg: TrainConfig, d: Dist, resumed: bool):
+        self.enabled = d.main
+        self.kind = cfg.log
+        self.path = Path(cfg.out_dir) / "log.csv"
+        self.writer = None
+        self.header: list[str] | None = None
+        if not self.enabled:
+            return
+        if self.kind == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise RuntimeError("log 'tensorboard' needs the tensorboard package "
+                                   "(pip install tensorboard), or use log 'csv'") from exc
+            self.writer = SummaryWriter(str(Path(cfg.out_dir) / "tensorboard"))
+        elif resumed and self.path.is_file():
+            with open(self.path, newline="") as f:
+                self.header = next(csv.reader(f), None)
+        elif self.path.exists():
+            self.path.unlink()
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            for k, v in values.items():
+                if v is not None and math.isfinite(v):
+                    self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+            return
+        row = {"step": step, **values}
+        if self.header is None:  # fixed columns: the first row's plus the validation ones
+            self.header = list(row) + [k for k in self.VAL_KEYS if k not in row]
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.header)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow(["" if row.get(k) is None else row.get(k) for k in self.header])
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state()}
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+def _val_batches(cfg: TrainConfig, songs, refs, sample_rate: int) -> list[Batch]:
+    """A fixed validation set (same examples at every evaluation), in batches."""
+    if not songs or cfg.val_examples <= 0:
+        return []
+    stream = ExampleStream(cfg.method, songs, refs, cfg.section_seconds, sample_rate, cfg.min_tracks,
+                           cfg.max_tracks, seed=cfg.seed + 7919)
+    rng = np.random.default_rng([cfg.seed, 7919])
+    examples, tries = [], 0
+    while len(examples) < cfg.val_examples and tries < 20 * cfg.val_examples:
+        tries += 1
+        e = stream.draw(rng)
+        if e is not None:
+            examples.append(e)
+    return [collate(examples[i:i + cfg.batch_size]) for i in range(0, len(examples), cfg.batch_size)]
+
+
+def validate(model, batches: list[Batch], cfg: TrainConfig, sample_rate: int, device) -> tuple[float, float]:
+    """(mean loss of the model, mean loss of the equal-loudness sum) over the validation batches."""
+    was = model.training
+    model.eval()
+    total, base, count = 0.0, 0.0, 0
+    with torch.no_grad():
+        for b in batches:
+            b = b.to(device)
+            loss, _ = training_loss(model, b, cfg.method, sample_rate, cfg.af_weight)
+            ref_loss, _ = loss_terms(cfg.method, default_mix(b, sample_rate), b, sample_rate, cfg.af_weight)
+            total += loss.item() * b.size
+            base += ref_loss.item() * b.size
+            count += b.size
+    model.train(was)
+    return total / max(count, 1), base / max(count, 1)
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    """(autocast context or None, GradScaler) for the model's forward pass."""
+    if not (cfg.amp and device.type == "cuda"):
+        return None, torch.amp.GradScaler("cuda", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return (torch.autocast("cuda", dtype=dtype),
+            torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
+
+
+def _load_data(cfg: TrainConfig, d: Dist):
+    songs = scan_multitracks(cfg.data.train, cfg.data.layout, cfg.data.cache, min_tracks=cfg.min_tracks)
+    val_songs = []
+    if cfg.data.val:
+        val_songs = scan_multitracks(cfg.data.val, cfg.data.layout, cfg.data.cache, min_tracks=cfg.min_tracks)
+    elif cfg.data.held_out > 0:
+        songs, val_songs = split_songs(songs, cfg.data.held_out, cfg.seed)
+    refs = scan_references(cfg.data.references, cfg.data.cache) if cfg.method == 2 else None
+    val_refs = refs
+    if cfg.method == 2 and cfg.data.val_references:
+        val_refs = scan_references(cfg.data.val_references, cfg.data.cache)
+    return songs, refs, val_songs, val_refs
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) training; returns a summary (steps, wall time, last losses) on every process."""
+    d = setup_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed + 1000 * d.rank)
+
+    state_path, last_path = out / "last_state.pt", out / "last.pt"
+    state = None
+    if resume and state_path.is_file() and last_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    elif resume and d.main:
+        print(f"--resume: nothing to resume in {out}, starting from scratch", flush=True)
+
+    if state is not None:
+        model, _ = load_checkpoint(last_path)
+        model_cfg = model.config
+    elif cfg.init_from:
+        model, _ = load_checkpoint(cfg.init_from)
+        model_cfg = model.config
+    else:
+        model_cfg = ModelConfig(**cfg.model)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every process
+        model = MixController(model_cfg)
+    model.to(d.device).train()
+    sample_rate = model_cfg.sample_rate
+
+    songs, refs, val_songs, val_refs = _load_data(cfg, d)
+    data_info = {"train": describe(songs), "val": describe(val_songs) if val_songs else None,
+                 "references": len(refs) if refs else 0}
+    start_step = int(state["step"]) if state else 0
+    epoch = int(state.get("epoch", 0)) + 1 if state else 0
+    stream = ExampleStream(cfg.method, songs, refs, cfg.section_seconds, sample_rate, cfg.min_tracks,
+                           cfg.max_tracks, seed=cfg.seed, rank=d.rank, epoch=epoch)
+    loader = torch.utils.data.DataLoader(stream, batch_size=cfg.batch_size, collate_fn=collate,
+                                         num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",
+                                         persistent_workers=cfg.num_workers > 0)
+    val_batches = _val_batches(cfg, val_songs, val_refs, sample_rate) if (d.main and cfg.val_every) else []
+
+    ddp = model
+    if d.world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    autocast, scaler = _autocast(cfg, d.device)
+    wall_before = 0.0
+    best_val = math.inf
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        wall_before = float(state.get("wall_seconds", 0.0))
+        best_val = float(state.get("best_val", math.inf))
+        if "rng" in state:
+            torch.set_rng_state(state["rng"]["torch"])
+
+    logger = Logger(cfg, d, resumed=state is not None)
+    if d.main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        logger.line(f"training method {cfg.method} on {data_info['train']['songs']} songs "
+                    f"({data_info['train']['tracks']} tracks), {data_info['references']} references; "
+                    f"model {model.num_parameters() / 1e6:.2f} M parameters; {d.world} process(es) on "
+                    f"{d.device.type}; steps {start_step}->{cfg.steps}, "
+                    f"{cfg.batch_size * cfg.accum_steps * d.world} examples/step")
+
+    def extra(step: int, wall: float) -> dict[str, Any]:
+        return {"step": step, "method": cfg.method, "wall_seconds": round(wall, 1), "world_size": d.world,
+                "examples_seen": step * cfg.batch_size * cfg.accum_steps * d.world, "data": data_info,
+                "section_seconds": cfg.section_seconds, "train_config": cfg.to_dict(),
+                "best_val": None if not math.isfinite(best_val) else best_val}
+
+    def checkpoint(step: int, wall: float) -> None:
+        if not d.main:
+            return
+        save_checkpoint(last_path, model, model_cfg, extra(step, wall))
+        _save_state(state_path, {"step": step, "epoch": epoch, "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                                 "wall_seconds": wall, "best_val": best_val, "rng": _rng_state()})
+        if cfg.keep_every and step % cfg.keep_every == 0:
+            save_checkpoint(out / f"step_{step:06d}.pt", model, model_cfg, extra(step, wall))
+
+    t_run = time.perf_counter()
+    t_log, steps_since_log, skipped = t_run, 0, 0
+    sums: dict[str, float] = {}
+    last_metrics: dict[str, float] = {}
+    batches = iter(loader)
+    step = start_step
+    stop_reason = "done"
+    try:
+        while step < cfg.steps:
+            step_loss = 0.0
+            for micro in range(cfg.accum_steps):
+                batch = next(batches).to(d.device)
+                sync = (d.world > 1 and micro < cfg.accum_steps - 1)
+                with ddp.no_sync() if sync else contextlib.nullcontext():
+                    loss, terms = training_loss(ddp, batch, cfg.method, sample_rate, cfg.af_weight, autocast)
+                    scaler.scale(loss / cfg.accum_steps).backward()
+                step_loss += loss.item() / cfg.accum_steps
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.item() / cfg.accum_steps
+            scaler.unscale_(opt)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            if math.isfinite(grad_norm):  # identical on every process (gradients are all-reduced)
+                scaler.step(opt)
+            else:
+                skipped += 1
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            steps_since_log += 1
+            sums["loss"] = sums.get("loss", 0.0) + step_loss
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + (grad_norm if math.isfinite(grad_norm) else 0.0)
+
+            wall = wall_before + time.perf_counter() - t_run
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                keys = sorted(sums)
+                means = _all_mean([sums[k] / steps_since_log for k in keys], d)
+                now = time.perf_counter()
+                per_step = (now - t_log) / steps_since_log
+                metrics = dict(zip(keys, means, strict=True))
+                metrics.update(lr=sched.get_last_lr()[0], s_per_step=per_step, wall_s=wall, skipped=skipped)
+                last_metrics = metrics
+                logger.scalars(step, metrics)
+                eta = per_step * (cfg.steps - step)
+                parts = " ".join(f"{k} {metrics[k]:.4g}" for k in keys if k not in ("loss", "grad_norm"))
+                logger.line(f"step {step}/{cfg.steps}  loss {metrics['loss']:.4f}  ({parts})  "
+                            f"{per_step:.2f} s/step  eta {eta / 60:.1f} min")
+                sums, steps_since_log, t_log = {}, 0, now
+            if val_batches and step % cfg.val_every == 0:
+                v, base = validate(model, val_batches, cfg, sample_rate, d.device)
+                logger.scalars(step, {"val_loss": v, "val_equal_loudness": base})
+                logger.line(f"  validation: model {v:.4f}, equal-loudness sum {base:.4f} "
+                            f"({v / base * 100 if base > 0 else 0:.1f} %)")
+                if v < best_val:
+                    best_val = v
+                    save_checkpoint(out / "best.pt", model, model_cfg, extra(step, wall))
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(step, wall)
+            if cfg.max_minutes and _any_rank(time.perf_counter() - t_run > 60 * cfg.max_minutes, d):
+                stop_reason = "time limit"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+    wall = wall_before + time.perf_counter() - t_run
+    checkpoint(step, wall)
+    logger.line(f"stopped at step {step} ({stop_reason}); {wall / 60:.1f} min of training in total; "
+                f"checkpoint {last_path}")
+    logger.close()
+    if d.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": step, "wall_seconds": wall, "metrics": last_metrics, "stop": stop_reason,
+            "rank": d.rank, "world": d.world}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="JSON config file")
+    parser.add_argument("--resume", action="store_true", help="continue from out_dir/last_state.pt")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="sets",
+                        help="override config fields (dotted keys for data.* and model.*)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.sets)
+        train(cfg, resume=args.resume)
+    except (ValueError, CheckpointError, OSError) as exc:
+        print(f"training: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
