@@ -16,7 +16,6 @@ destination only once it is complete and flushed to disk, so a failed write neve
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .fileio import temp_path
 
 #: Session sample rates (Hz). The first one is the default.
 SUPPORTED_RATES = (44100, 48000)
@@ -358,18 +359,6 @@ def _quantise(data: np.ndarray, subtype: str) -> np.ndarray:
     return np.ascontiguousarray(q, dtype=np.int32) << 8
 
 
-def _temp_path(folder: str, base: str) -> str:
-    """Create and return an empty, exclusively created temporary file next to the destination."""
-    for _ in range(100):
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name in {folder}")
-
-
 def _fsync(path: str, flags: int = os.O_RDWR) -> None:
     fd = os.open(path, flags)
     try:
@@ -422,7 +411,7 @@ def write_audio(
     samples = _quantise(data, subtype)
     tmp = None
     try:
-        tmp = _temp_path(folder, os.path.basename(path))
+        tmp = temp_path(folder, os.path.basename(path))
         with sf.SoundFile(tmp, "w", rate, samples.shape[1], subtype, format=fmt) as f:
             f.write(samples)
         _fsync(tmp)

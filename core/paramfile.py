@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_write
 from .params import MASTER, TRACK, Schema, fingerprint
 
 
@@ -142,20 +142,9 @@ def read_params(path: str | os.PathLike) -> MixParams:
 
 
 def write_json_atomic(path: str | os.PathLike, doc) -> None:
-    """Write JSON next to its destination, then rename: a failure never leaves a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write JSON atomically (temp file beside it, then rename): never a partial file."""
+    data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_params(path: str | os.PathLike, params: MixParams) -> None:

@@ -153,7 +153,9 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", boom)
+    import core.fileio
+
+    monkeypatch.setattr(core.fileio.os, "replace", boom)  # fail after the temp file is written
     with pytest.raises(OSError):
         save_session(target, s)
     assert target.read_text() == before

@@ -42,6 +42,7 @@ import soundfile as sf
 
 from core.audio_io import AUDIO_EXTENSIONS
 from core.features import integrated_lufs
+from core.params import TRACK
 from core.predict import SILENCE_ENERGY
 from core.prepare import REFERENCE_LUFS, STEM_LUFS
 
@@ -287,10 +288,10 @@ def read_section(f: AudioFile, start_s: float, seconds: float, sample_rate: int)
 
 
 def gain_to(f: AudioFile, target_lufs: float) -> float:
-    """Linear gain that brings the whole file to ``target_lufs`` (1 for silence; trim range +/-48 dB)."""
+    """Linear gain that brings the whole file to ``target_lufs`` (1 for silence; within the trim range)."""
     if f.silent:
         return 1.0
-    return 10.0 ** (float(np.clip(target_lufs - f.lufs, -48.0, 48.0)) / 20.0)
+    return 10.0 ** (TRACK["trim_db"].clip(target_lufs - f.lufs) / 20.0)
 
 
 def energy_at_reference_level(x: np.ndarray, f: AudioFile) -> float:
