@@ -1,8 +1,8 @@
 """Torch console and `stylemix mix` (refine only): time and peak memory on this machine.
 
 Run: .venv/bin/python benchmarks/bench_console.py   (or benchmarks/run_all.py for every benchmark)
-Reference numbers: DESIGN.md section 5 (the authors' console on the same 2-core CPU) and the issue's
-target for `stylemix mix`.
+Reference numbers: DESIGN.md section 5 (the authors' console and pipeline on the same 2-core CPU) and
+the issues' targets for `stylemix mix` (wall time from loading the files to the written mix).
 """
 
 from __future__ import annotations
@@ -41,16 +41,16 @@ from synthetic import make_stems, make_reference
 d = tempfile.mkdtemp()
 paths = []
 for k in range({n} // 6 + 1):
-    for name, s in make_stems(44100, 20.0, seed=k).items():
+    for name, s in make_stems(44100, {secs}, seed=k).items():
         if len(paths) < {n}:
             p = os.path.join(d, f"{{name}}{{k}}.wav"); sf.write(p, s.T, 44100); paths.append(p)
-ref = os.path.join(d, "ref.wav"); sf.write(ref, make_reference(44100, 20.0).T, 44100)
+ref = os.path.join(d, "ref.wav"); sf.write(ref, make_reference(44100, min({secs}, 60.0)).T, 44100)
 from core.cli import main
 import io, contextlib
 """
 MIX = """
 with contextlib.redirect_stdout(io.StringIO()):
-    assert main(["mix", *paths, "--reference", ref, "--out", os.path.join(d, "m.wav")]) == 0
+    assert main(["mix", *paths, "--reference", ref, "--out", os.path.join(d, "m.wav"), *{extra!r}]) == 0
 """
 
 
@@ -65,10 +65,16 @@ def main() -> None:
     r = run_case(SETUP_RENDER.format(secs=10), BACKWARD)
     rows.append(("console forward+backward, 16 x 10 s", "(not published)", "-", f"{r['seconds']:.2f} s",
                  f"{r['peak_mb']:.0f} MB"))
-    for n in (8, 16):
-        r = run_case(SETUP_MIX.format(n=n, tests=str(ROOT / "tests")), MIX)
-        target = "<= 30 s" if n == 8 else "-"
-        rows.append((f"stylemix mix (refine, default steps), {n} stems x 20 s", "-", target,
+    cases = [
+        (8, 20.0, ["--no-model"], "refine only", "-", "<= 30 s"),
+        (16, 20.0, ["--no-model"], "refine only", "-", "-"),
+        (8, 20.0, [], "model + refine", "-", "-"),
+        (16, 180.0, [], "model + refine", "175 s", "<= 30 s"),
+    ]
+    for n, secs, extra, what, authors, target in cases:
+        setup = SETUP_MIX.format(n=n, secs=secs, tests=str(ROOT / "tests"))
+        r = run_case(setup, MIX.format(extra=extra))
+        rows.append((f"stylemix mix ({what}, default steps), {n} stems x {secs:.0f} s", authors, target,
                      f"{r['seconds']:.1f} s", f"{r['peak_mb']:.0f} MB"))
     print("## Torch console and refine (2 threads)\n")
     print(table(rows, ("case", "authors (DESIGN.md 5)", "target", "ours: time", "ours: peak RSS")))
