@@ -13,6 +13,13 @@ Two entry points:
 * :func:`render_long` -- the same console, without gradients, in chunks of bounded memory (whole songs:
   export, CLI). It agrees with :func:`render` to better than -80 dB.
 
+On the CPU, :func:`render` filters channels as rows with a hand-written FFT adjoint, and runs each
+compressor (detector, static curve, ballistics) together with the faders, pans and the sum as compiled
+passes with explicit adjoints (float64 inside): the same console as the torch formulation, which other
+devices use, without its dozens of full-length temporaries per step. :class:`TrackSpectra` prepares
+stems that are rendered many times (refinement): their spectra are computed once, and a mono stem's
+channel is filtered once.
+
 Building blocks (pure functions, usable on their own):
 
 * EQ: :func:`biquad_coeffs` designs the six sections in float64 with :func:`dasp_pytorch.signal.biquad`
@@ -24,7 +31,8 @@ Building blocks (pure functions, usable on their own):
   convolves circularly, which is wrong on short windows.
 * :func:`compressor` -- feed-forward, RMS detector, mean-linked stereo, soft knee (Giannoulis,
   Massberg & Reiss, "Digital Dynamic Range Compressor Design -- A Tutorial and Analysis", JAES 2012),
-  attack/release gain ballistics through :func:`torchcomp.compressor_core` (differentiable recursion).
+  attack/release gain ballistics through :func:`torchcomp.compressor_core` (differentiable recursion;
+  on the CPU the same recursions as compiled passes).
 * :func:`pan_gains` -- constant power, -3 dB at centre; balance for stereo stems.
 
 Shapes: ``B`` batch, ``N`` tracks, ``C`` channels (2: L, R), ``T`` samples, ``F`` rfft bins.
@@ -32,6 +40,7 @@ Shapes: ``B`` batch, ``N`` tracks, ``C`` channels (2: L, R), ``T`` samples, ``F`
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numba
@@ -103,11 +112,41 @@ def split_params(vector: torch.Tensor, schema: Schema) -> dict[str, torch.Tensor
     return {key: vector[..., schema.index(key)] for key in schema.keys}
 
 
+@contextlib.contextmanager
+def _kernel_threads():
+    """The compiled kernels run on as many threads as torch's operations (at most numba's maximum).
+
+    Starting numba's thread pool can reset the thread count that OpenMP reports to torch; it is put
+    back, so that torch's own operations keep their setting (and their results) from call to call.
+    """
+    torch_count = torch.get_num_threads()
+    before = numba.get_num_threads()
+    count = max(1, min(torch_count, numba.config.NUMBA_NUM_THREADS))
+    if count != before:
+        numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count != before:
+            numba.set_num_threads(before)
+        if torch.get_num_threads() != torch_count:
+            torch.set_num_threads(torch_count)
+
+
 def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
 # --- EQ ----------------------------------------------------------------------------------------------
+
+
+_BANDS_BY_TYPE = tuple(
+    (kind, tuple(band for band, k in zip(EQ_BAND_KEYS, EQ_BAND_TYPES, strict=True) if k == kind))
+    for kind in dict.fromkeys(EQ_BAND_TYPES)
+)
+# position of each band (schema order) among the bands grouped by type
+_BAND_ORDER = torch.tensor([[band for _, bands in _BANDS_BY_TYPE for band in bands].index(band)
+                            for band in EQ_BAND_KEYS])
 
 
 def biquad_coeffs(params_eq, sample_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,13 +168,15 @@ def biquad_coeffs(params_eq, sample_rate: float) -> tuple[torch.Tensor, torch.Te
     named = split_params(p.reshape(-1, p.shape[-1]), EQ)  # each (M,)
     f_max = MAX_FREQ_FRACTION * float(sample_rate)
     bs, as_ = [], []
-    for band, kind in zip(EQ_BAND_KEYS, EQ_BAND_TYPES, strict=True):
-        b, a = biquad(named[f"{band}_gain_db"], named[f"{band}_freq_hz"].clamp(max=f_max),
-                      named[f"{band}_q"], float(sample_rate), kind)  # (M, 3) each
-        bs.append(b)
-        as_.append(a)
-    b = torch.stack(bs, dim=-2).reshape(*lead, len(EQ_BAND_KEYS), 3)
-    a = torch.stack(as_, dim=-2).reshape(*lead, len(EQ_BAND_KEYS), 3)
+    for kind, bands in _BANDS_BY_TYPE:  # bands of one type designed together (the design is elementwise)
+        gain, freq, q = (torch.stack([named[f"{band}_{k}"] for band in bands], dim=-1).reshape(-1)
+                         for k in ("gain_db", "freq_hz", "q"))
+        b, a = biquad(gain, freq.clamp(max=f_max), q, float(sample_rate), kind)  # (M * K, 3) each
+        bs.append(b.reshape(-1, len(bands), 3))
+        as_.append(a.reshape(-1, len(bands), 3))
+    order = _BAND_ORDER.to(p.device)
+    b = torch.cat(bs, dim=-2).index_select(-2, order).reshape(*lead, len(EQ_BAND_KEYS), 3)
+    a = torch.cat(as_, dim=-2).index_select(-2, order).reshape(*lead, len(EQ_BAND_KEYS), 3)
     return b, a
 
 
@@ -167,7 +208,7 @@ def _cascade_response_torch(b: torch.Tensor, a: torch.Tensor, n_freqs: int) -> t
 
 # The same evaluation as fused CPU kernels: the torch version streams a dozen (rows x bins) float64
 # temporaries per section through memory, these keep everything in registers (an order of magnitude
-# faster on a CPU, and nothing to store for the backward pass).
+# faster on a CPU, and nothing to store for the backward pass). Each bin's cos/sin is shared by all rows.
 _BLOCK = 2048
 
 
@@ -178,9 +219,9 @@ def _response_kernel(b, a, n_freqs):  # pragma: no cover - compiled
     step = np.pi / max(n_freqs - 1, 1)
     n_blocks = (n_freqs + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(n_blocks):
-        for r in range(rows):
-            for k in range(blk * _BLOCK, min((blk + 1) * _BLOCK, n_freqs)):
-                c, s = np.cos(k * step), np.sin(k * step)
+        for k in range(blk * _BLOCK, min((blk + 1) * _BLOCK, n_freqs)):
+            c, s = np.cos(k * step), np.sin(k * step)
+            for r in range(rows):
                 num = 1.0 + 0.0j
                 den = 1.0 + 0.0j
                 for i in range(sections):
@@ -202,9 +243,10 @@ def _response_grad_kernel(b, a, grad):  # pragma: no cover - compiled
     for blk in numba.prange(n_blocks):
         ns = np.empty(sections, np.complex128)
         ds = np.empty(sections, np.complex128)
-        for r in range(rows):
-            for k in range(blk * _BLOCK, min((blk + 1) * _BLOCK, n_freqs)):
-                c, s = np.cos(k * step), np.sin(k * step)
+        acc = part[blk]
+        for k in range(blk * _BLOCK, min((blk + 1) * _BLOCK, n_freqs)):
+            c, s = np.cos(k * step), np.sin(k * step)
+            for r in range(rows):
                 num = 1.0 + 0.0j
                 den = 1.0 + 0.0j
                 for i in range(sections):
@@ -212,18 +254,23 @@ def _response_grad_kernel(b, a, grad):  # pragma: no cover - compiled
                     ds[i] = complex(a[r, i, 1] + (a[r, i, 0] + a[r, i, 2]) * c, (a[r, i, 0] - a[r, i, 2]) * s)
                     num *= ns[i]
                     den *= ds[i]
-                h = num / den
-                g = grad[r, k]
+                # grad * conj(H / z) = grad * conj(H) * z / |z|^2: one product per section, no division
+                gh = grad[r, k] * np.conj(num / den)
+                gr, gi = gh.real, gh.imag
                 for i in range(sections):
                     # dH/d(b0, b1, b2) = H / ns * (e^{jw}, 1, e^{-jw}); likewise -H / ds for a
-                    u = g * np.conj(h / ns[i])
-                    v = -g * np.conj(h / ds[i])
-                    part[blk, r, i, 0] += u.real * c + u.imag * s
-                    part[blk, r, i, 1] += u.real
-                    part[blk, r, i, 2] += u.real * c - u.imag * s
-                    part[blk, r, i, 3] += v.real * c + v.imag * s
-                    part[blk, r, i, 4] += v.real
-                    part[blk, r, i, 5] += v.real * c - v.imag * s
+                    zr, zi = ns[i].real, ns[i].imag
+                    inv = 1.0 / (zr * zr + zi * zi)
+                    ur, ui = (gr * zr - gi * zi) * inv, (gr * zi + gi * zr) * inv
+                    zr, zi = ds[i].real, ds[i].imag
+                    inv = -1.0 / (zr * zr + zi * zi)
+                    vr, vi = (gr * zr - gi * zi) * inv, (gr * zi + gi * zr) * inv
+                    acc[r, i, 0] += ur * c + ui * s
+                    acc[r, i, 1] += ur
+                    acc[r, i, 2] += ur * c - ui * s
+                    acc[r, i, 3] += vr * c + vi * s
+                    acc[r, i, 4] += vr
+                    acc[r, i, 5] += vr * c - vi * s
     return part.sum(axis=0)
 
 
@@ -232,14 +279,16 @@ class _CascadeResponse(torch.autograd.Function):
     def forward(ctx, b, a, n_freqs):
         ctx.save_for_backward(b, a)
         lead = b.shape[:-2]
-        out = _response_kernel(_rows_np(b), _rows_np(a), n_freqs)
+        with _kernel_threads():
+            out = _response_kernel(_rows_np(b), _rows_np(a), n_freqs)
         return torch.from_numpy(out).reshape(*lead, n_freqs)
 
     @staticmethod
     def backward(ctx, grad):
         b, a = ctx.saved_tensors
         g = grad.detach().to(torch.complex128).reshape(-1, grad.shape[-1]).contiguous().numpy()
-        grads = torch.from_numpy(_response_grad_kernel(_rows_np(b), _rows_np(a), g))  # (R, S, 6)
+        with _kernel_threads():
+            grads = torch.from_numpy(_response_grad_kernel(_rows_np(b), _rows_np(a), g))  # (R, S, 6)
         return grads[..., :3].reshape(b.shape), grads[..., 3:].reshape(a.shape), None
 
 
@@ -292,6 +341,47 @@ def _filter_fft(x: torch.Tensor, fir: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spec * resp, n=n_fft)[..., :n_samples]
 
 
+class _RowFilter(torch.autograd.Function):
+    """Rows ``x (U, T)`` convolved with FIRs ``fir (M, L)`` -- row ``u`` with ``fir[owner[u]]`` -- on an
+    ``n_fft``-point grid (``n_fft >= T + L - 1``: linear convolution), cut to ``T`` samples.
+
+    ``spec``, if given, is ``rfft(x, n_fft)`` computed beforehand (``x`` then gets no gradient). The
+    FIR (designed in float64) is transformed in the signal's precision: for float32 signals that adds
+    an error below -135 dB to the response, the level of the float32 filtering itself. The backward
+    pass is two correlations on the same grid: ``d/dx = g (*) fir`` and ``d/dfir = g (*) x`` (summed
+    over the rows that share a FIR), one FFT of the gradient for both.
+    """
+
+    @staticmethod
+    def forward(ctx, x, fir, owner, n_fft, spec=None):
+        n_samples = x.shape[-1]
+        resp = torch.fft.rfft(fir.to(x.dtype), n=n_fft)  # (M, F)
+        if spec is None:
+            spec = torch.fft.rfft(x, n=n_fft)
+        y = torch.fft.irfft(spec * resp.index_select(0, owner), n=n_fft)[..., :n_samples]
+        ctx.save_for_backward(spec if ctx.needs_input_grad[1] else None,
+                              resp if ctx.needs_input_grad[0] else None, owner)
+        ctx.shape = n_fft, fir.shape, fir.dtype
+        return y.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        spec, resp, owner = ctx.saved_tensors
+        n_fft, fir_shape, fir_dtype = ctx.shape
+        g = torch.fft.rfft(grad, n=n_fft)  # (U, F)
+        grad_x = grad_fir = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.fft.irfft(g * resp.index_select(0, owner).conj(), n=n_fft)[..., : grad.shape[-1]]
+        if ctx.needs_input_grad[1]:
+            cross = g.mul_(spec.conj())
+            n_fir = fir_shape[0]
+            if owner.shape[0] != n_fir or not torch.equal(owner, torch.arange(n_fir, device=owner.device)):
+                shared = torch.zeros(n_fir, cross.shape[-1], dtype=cross.dtype, device=cross.device)
+                cross = shared.index_add_(0, owner, cross)
+            grad_fir = torch.fft.irfft(cross, n=n_fft)[..., : fir_shape[-1]].to(fir_dtype)
+        return grad_x, grad_fir, None, None, None
+
+
 def apply_eq(x: torch.Tensor, eq_params, sample_rate: float, *, taps: int = EQ_TAIL) -> torch.Tensor:
     """Filter with the 6-band EQ, as the causal IIR cascade from zero state (``scipy.signal.sosfilt``).
 
@@ -336,26 +426,128 @@ def gain_computer_db(level_db: torch.Tensor, threshold_db, ratio, knee_db) -> to
 
 
 _NEPER_PER_DB = math.log(10.0) / 20.0  # amplitude: exp(_NEPER_PER_DB * dB)
+_DB_PER_NEPER = 10.0 / math.log(10.0)  # power: 10 log10(p) = _DB_PER_NEPER * ln(p)
+
+
+# --- the static curve and its derivative, per sample (float64), shared by the CPU kernels below ---
+
+
+@numba.njit(cache=True)
+def _curve_gain(e, threshold_db, knee_db, slope, safe_knee):  # pragma: no cover - compiled
+    """Target gain (linear) of detector power ``e`` (floor included): ``db_to_amp(gain_computer_db)``."""
+    over = _DB_PER_NEPER * np.log(e) - threshold_db
+    if 2.0 * over > knee_db:
+        return np.exp(_NEPER_PER_DB * slope * over)
+    if 2.0 * over < -knee_db:
+        return 1.0
+    half = over + 0.5 * knee_db
+    return np.exp(_NEPER_PER_DB * slope * half * half / (2.0 * safe_knee))
+
+
+@numba.njit(cache=True)
+def _curve_grad(e, target, grad, threshold_db, knee_db, slope):  # pragma: no cover - compiled
+    """Derivative of :func:`_curve_gain` at power ``e``, given ``grad`` = d(loss)/d(target).
+
+    Returns ``(d/de, d/d threshold, d/d curve-without-slope, d/d knee)``; the ratio's derivative is the
+    third value times ``-1 / ratio**2``. The static curve is ``slope * f(over)`` with ``f = over`` above
+    the knee and ``(over + W/2)**2 / (2W)`` in it; a hard knee (W = 0) has no knee region.
+    """
+    over = _DB_PER_NEPER * np.log(e) - threshold_db
+    if 2.0 * over > knee_db:
+        curve, d_over, d_knee = over, 1.0, 0.0
+    elif 2.0 * over >= -knee_db and knee_db > 0.0:
+        pos = (over + 0.5 * knee_db) / knee_db  # position in the knee, 0..1
+        curve, d_over, d_knee = 0.5 * pos * pos * knee_db, pos, 0.5 * pos * (1.0 - pos)
+    else:
+        return 0.0, 0.0, 0.0, 0.0
+    g = grad * target * _NEPER_PER_DB  # d(loss)/d(gain in dB)
+    g_over = g * slope * d_over
+    return g_over * _DB_PER_NEPER / e, -g_over, g * curve, g * slope * d_knee
+
+
+@numba.njit(cache=True)
+def _quiet_power(threshold_db, knee_db):  # pragma: no cover - compiled
+    """Detector power (floor included) below which the static curve is flat at 0 dB (a little margin
+    keeps every sample that the exact test would put in the knee)."""
+    return 10.0 ** ((threshold_db - 0.5 * knee_db) / 10.0) * (1.0 - 1e-9)
+
+
+@numba.njit(parallel=True, cache=True)
+def _target_kernel(env, threshold_db, ratio, knee_db, out):  # pragma: no cover - compiled
+    rows, n = env.shape
+    for r in numba.prange(rows):
+        thr, w, slope = threshold_db[r], knee_db[r], 1.0 / ratio[r] - 1.0
+        safe, quiet = (w if w > 0.0 else 1.0), _quiet_power(thr, w)
+        for t in range(n):
+            e = np.float64(env[r, t]) + LEVEL_FLOOR
+            out[r, t] = _curve_gain(e, thr, w, slope, safe) if e >= quiet else 1.0
+
+
+@numba.njit(parallel=True, cache=True)
+def _target_grad_kernel(env, target, grad, threshold_db, ratio, knee_db, grad_env, grads):  # pragma: no cover
+    rows, n = env.shape
+    for r in numba.prange(rows):
+        thr, w, slope = threshold_db[r], knee_db[r], 1.0 / ratio[r] - 1.0
+        quiet = _quiet_power(thr, w)
+        g_thr = g_curve = g_knee = 0.0
+        for t in range(n):
+            e = np.float64(env[r, t]) + LEVEL_FLOOR
+            d_env = 0.0
+            if e >= quiet:
+                f, g = np.float64(target[r, t]), np.float64(grad[r, t])
+                d_env, d_thr, d_curve, d_knee = _curve_grad(e, f, g, thr, w, slope)
+                g_thr += d_thr
+                g_curve += d_curve
+                g_knee += d_knee
+            grad_env[r, t] = d_env
+        grads[r, 0], grads[r, 1], grads[r, 2] = g_thr, -g_curve / (ratio[r] * ratio[r]), g_knee
+
+
+def _row_values(t: torch.Tensor) -> np.ndarray:
+    """Float64 numpy copy of a per-row parameter tensor, flattened."""
+    return np.ascontiguousarray(t.detach().to(torch.float64).reshape(-1).cpu().numpy())
 
 
 class _TargetGain(torch.autograd.Function):
     """Detector envelope -> target gain, ``db_to_amp(gain_computer_db(10 * log10(env + LEVEL_FLOOR), ...))``.
 
     One function with an explicit derivative, so that only the envelope and the result are kept for
-    the backward pass instead of every intermediate of the piecewise static curve.
+    the backward pass instead of every intermediate of the piecewise static curve; on the CPU both
+    directions are single fused passes (float64 inside, the envelope's dtype outside).
     Shapes: ``env (R, T)``; ``threshold_db``, ``ratio``, ``knee_db`` ``(R, 1)``.
     """
 
     @staticmethod
     def forward(ctx, env, threshold_db, ratio, knee_db):
-        level = 10 * torch.log10(env + LEVEL_FLOOR)
-        target = torch.exp(_NEPER_PER_DB * gain_computer_db(level, threshold_db, ratio, knee_db))
+        if env.device.type == "cpu":
+            rows = env.detach().contiguous().numpy()
+            out = np.empty_like(rows)
+            params = [_row_values(p.expand(env.shape[0], 1)) for p in (threshold_db, ratio, knee_db)]
+            with _kernel_threads():
+                _target_kernel(rows, *params, out)
+            target = torch.from_numpy(out)
+        else:
+            level = 10 * torch.log10(env + LEVEL_FLOOR)
+            target = torch.exp(_NEPER_PER_DB * gain_computer_db(level, threshold_db, ratio, knee_db))
         ctx.save_for_backward(env, target, threshold_db, ratio, knee_db)
         return target
 
     @staticmethod
     def backward(ctx, grad):
         env, target, threshold_db, ratio, knee_db = ctx.saved_tensors
+        if env.device.type == "cpu":
+            rows = env.detach().contiguous().numpy()
+            grad_env = np.empty_like(rows)
+            grads = np.empty((rows.shape[0], 3))
+            params = [_row_values(p.expand(env.shape[0], 1)) for p in (threshold_db, ratio, knee_db)]
+            with _kernel_threads():
+                _target_grad_kernel(rows, target.contiguous().numpy(), grad.detach().contiguous().numpy(),
+                                    *params, grad_env, grads)
+            out = [torch.from_numpy(grad_env)]
+            for i, p in enumerate((threshold_db, ratio, knee_db)):
+                g = torch.from_numpy(grads[:, i : i + 1]).to(p.dtype)
+                out.append(g if p.shape[0] == env.shape[0] else g.sum(0, keepdim=True))
+            return tuple(out)
         over = 10 * torch.log10(env + LEVEL_FLOOR) - threshold_db
         slope = 1.0 / ratio - 1.0
         safe_knee = torch.where(knee_db > 0, knee_db, torch.ones_like(knee_db))
@@ -376,8 +568,231 @@ class _TargetGain(torch.autograd.Function):
         return grad_env, grad_thr, grad_ratio, grad_knee
 
 
+# --- the whole compressor gain as fused CPU passes -------------------------------------------------------
+#
+# Rows ``r`` of a compressor are linked channels ``x[chan[r, c]]`` of a signal stored as rows ``x (U, T)``
+# (a mono stem may list the same row twice). Forward: one pass per row runs the RMS detector, the static
+# curve and the ballistics in float64 and keeps the envelope, the target and the gain for the backward
+# pass, which runs the adjoints of the two recursions and of the curve in one reverse pass. The results
+# are those of the torch formulation (torchlpc's one-pole, ``_TargetGain``, torchcomp's
+# ``compressor_core``, whose attack/release choice ``target < previous gain`` it shares) in float64.
+
+
+@numba.njit(parallel=True, cache=True)
+def _comp_forward_kernel(x, chan, threshold_db, ratio, knee_db, attack, release, coef, env0, gain0,
+                         env, target, gain):  # pragma: no cover - compiled
+    rows, chans = chan.shape
+    n = x.shape[1]
+    for r in numba.prange(rows):
+        thr, w, slope = threshold_db[r], knee_db[r], 1.0 / ratio[r] - 1.0
+        safe, quiet = (w if w > 0.0 else 1.0), _quiet_power(thr, w)
+        att, rel = attack[r], release[r]
+        e, g = env0[r], gain0[r]
+        for t in range(n):
+            p = 0.0
+            for c in range(chans):
+                v = np.float64(x[chan[r, c], t])
+                p += v * v
+            e = coef * (p / chans) + (1.0 - coef) * e  # RMS detector (one-pole on the power)
+            env[r, t] = e
+            ef = e + LEVEL_FLOOR
+            f = _curve_gain(ef, thr, w, slope, safe) if ef >= quiet else 1.0
+            target[r, t] = f
+            k = att if f < g else rel  # attack while the gain falls
+            g = g * (1.0 - k) + k * f
+            gain[r, t] = g
+
+
+@numba.njit(parallel=True, cache=True)
+def _comp_backward_kernel(x, chan, threshold_db, ratio, knee_db, attack, release, coef, gain0,
+                          env, target, gain, grad_gain, grad_x, grads):  # pragma: no cover - compiled
+    """Adds the detector's share of d(loss)/dx to ``grad_x``; ``grads (R, 7)``: threshold, ratio, knee,
+    attack and release coefficients, initial envelope, initial gain."""
+    rows, chans = chan.shape
+    n = x.shape[1]
+    for r in numba.prange(rows):
+        thr, w, slope = threshold_db[r], knee_db[r], 1.0 / ratio[r] - 1.0
+        quiet = _quiet_power(thr, w)
+        att, rel = attack[r], release[r]
+        g_thr = g_curve = g_knee = g_att = g_rel = 0.0
+        lam_next = 0.0  # (1 - k[t+1]) * lambda[t+1], lambda = d(loss)/d(gain[t]) through the recursion
+        mu_next = 0.0  # (1 - coef) * mu[t+1], mu = d(loss)/d(env[t]) through the recursion
+        for t in range(n - 1, -1, -1):
+            g_prev = gain[r, t - 1] if t > 0 else gain0[r]
+            f = target[r, t]
+            lam = grad_gain[r, t] + lam_next
+            if f < g_prev:
+                k = att
+                g_att += lam * (f - g_prev)
+            else:
+                k = rel
+                g_rel += lam * (f - g_prev)
+            lam_next = (1.0 - k) * lam
+            ef = env[r, t] + LEVEL_FLOOR
+            d_env = 0.0
+            if ef >= quiet:
+                d_env, d_thr, d_curve, d_knee = _curve_grad(ef, f, k * lam, thr, w, slope)
+                g_thr += d_thr
+                g_curve += d_curve
+                g_knee += d_knee
+            mu = d_env + mu_next
+            mu_next = (1.0 - coef) * mu
+            d_x = 2.0 * coef * mu / chans  # d(loss)/dx = d(loss)/d(power) * 2x / C
+            for c in range(chans):
+                u = chan[r, c]
+                grad_x[u, t] += d_x * np.float64(x[u, t])
+        grads[r, 0], grads[r, 1], grads[r, 2] = g_thr, -g_curve / (ratio[r] * ratio[r]), g_knee
+        grads[r, 3], grads[r, 4], grads[r, 5], grads[r, 6] = g_att, g_rel, mu_next, lam_next
+
+
+_MIX_BLOCK = 4096
+
+
+@numba.njit(parallel=True, cache=True)
+def _mix_kernel(x, chan, gain, out_gain, group, out):  # pragma: no cover - compiled
+    """``out[group[r], c] = sum over rows r of x[chan[r, c]] * gain[r] * out_gain[r, c]`` (float64 sums)."""
+    rows, chans = chan.shape
+    n = x.shape[1]
+    n_blocks = (n + _MIX_BLOCK - 1) // _MIX_BLOCK
+    for blk in numba.prange(n_blocks):
+        t0 = blk * _MIX_BLOCK
+        t1 = min(n, t0 + _MIX_BLOCK)
+        acc = np.zeros((out.shape[0], chans, t1 - t0))
+        for r in range(rows):
+            for c in range(chans):
+                u, w, dst = chan[r, c], out_gain[r, c], acc[group[r], c]
+                for t in range(t0, t1):
+                    dst[t - t0] += np.float64(x[u, t]) * gain[r, t] * w
+        for i in range(out.shape[0]):
+            for c in range(chans):
+                for t in range(t0, t1):
+                    out[i, c, t] = acc[i, c, t - t0]
+
+
+@numba.njit(parallel=True, cache=True)
+def _mix_grad_kernel(x, chan, gain, out_gain, group, grad, grad_x, grad_gain, part):  # pragma: no cover
+    """Adjoint of :func:`_mix_kernel`: sets ``grad_x`` and ``grad_gain``; ``part (blocks, R, C)`` gets
+    each block's share of d(loss)/d(out_gain)."""
+    rows, chans = chan.shape
+    n = x.shape[1]
+    n_blocks = (n + _MIX_BLOCK - 1) // _MIX_BLOCK
+    for blk in numba.prange(n_blocks):
+        t0 = blk * _MIX_BLOCK
+        t1 = min(n, t0 + _MIX_BLOCK)
+        for r in range(rows):
+            for t in range(t0, t1):
+                grad_gain[r, t] = 0.0
+            for c in range(chans):
+                u, w, src = chan[r, c], out_gain[r, c], grad[group[r], c]
+                s = 0.0
+                for t in range(t0, t1):
+                    go = np.float64(src[t])
+                    xv = np.float64(x[u, t])
+                    grad_x[u, t] += go * gain[r, t] * w
+                    grad_gain[r, t] += go * xv * w
+                    s += go * xv * gain[r, t]
+                part[blk, r, c] = s
+
+
+def _comp_inputs(x: torch.Tensor, chan: torch.Tensor, params) -> tuple:
+    xs = x.detach().contiguous().numpy()
+    return xs, np.ascontiguousarray(chan.numpy()), [_row_values(p) for p in params]
+
+
+def _param_grads(grads: np.ndarray, params) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(grads[:, i])).to(p.dtype).reshape(p.shape)
+            for i, p in enumerate(params)]
+
+
+class _LinkedGainCPU(torch.autograd.Function):
+    """Compressor gain of linked rows (see above) -> ``(gain (R, T), env_last (R,), gain_last (R,))``.
+
+    Inputs: ``x (U, T)``; ``threshold_db, ratio, knee_db, attack, release, env0, gain0`` ``(R,)``
+    (attack/release as ``ms2coef`` coefficients); ``chan (R, C)`` long; ``coef`` the detector's. The
+    gain comes out in ``x``'s dtype; the final states (float64) carry no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, threshold_db, ratio, knee_db, attack, release, env0, gain0, chan, coef):
+        params = (threshold_db, ratio, knee_db, attack, release, env0, gain0)
+        xs, chan_np, values = _comp_inputs(x, chan, params)
+        rows, n = chan_np.shape[0], xs.shape[1]
+        env, target, gain = np.empty((rows, n)), np.empty((rows, n)), np.empty((rows, n))
+        with _kernel_threads():
+            _comp_forward_kernel(xs, chan_np, *values[:5], coef, *values[5:], env, target, gain)
+        ctx.save_for_backward(x, *params)
+        ctx.arrays = chan_np, env, target, gain
+        ctx.coef = coef
+        last_env = torch.from_numpy(env[:, -1].copy() if n else values[5])
+        last_gain = torch.from_numpy(gain[:, -1].copy() if n else values[6])
+        ctx.mark_non_differentiable(last_env, last_gain)
+        return torch.from_numpy(gain).to(x.dtype), last_env, last_gain
+
+    @staticmethod
+    def backward(ctx, grad_gain, _env, _gain):
+        x, *params = ctx.saved_tensors
+        chan_np, env, target, gain = ctx.arrays
+        xs, _, values = _comp_inputs(x, torch.from_numpy(chan_np), params)
+        grad_x = np.zeros(xs.shape)
+        grads = np.empty((chan_np.shape[0], 7))
+        gg = np.ascontiguousarray(grad_gain.detach().to(torch.float64).numpy())
+        with _kernel_threads():
+            _comp_backward_kernel(xs, chan_np, *values[:5], ctx.coef, values[6], env, target, gain, gg,
+                                  grad_x, grads)
+        return (torch.from_numpy(grad_x).to(x.dtype), *_param_grads(grads, params), None, None)
+
+
+class _CompressMixCPU(torch.autograd.Function):
+    """Compressors on linked rows, then each row's channels scaled and summed into groups, in one step:
+    ``out[group[r], c] += x[chan[r, c]] * gain[r] * out_gain[r, c]`` -> ``(n_groups, C, T)`` in ``x``'s
+    dtype. The per-row gains are never materialised as tensors. Inputs as :class:`_LinkedGainCPU`
+    (initial states: zero envelope, unity gain), plus ``out_gain (R, C)`` and ``group (R,)`` long.
+    """
+
+    @staticmethod
+    def forward(ctx, x, threshold_db, ratio, knee_db, attack, release, out_gain, chan, group, n_groups, coef):
+        params = (threshold_db, ratio, knee_db, attack, release)
+        xs, chan_np, values = _comp_inputs(x, chan, params)
+        rows, n = chan_np.shape[0], xs.shape[1]
+        env, target, gain = np.empty((rows, n)), np.empty((rows, n)), np.empty((rows, n))
+        og = np.ascontiguousarray(out_gain.detach().to(torch.float64).numpy())
+        group_np = np.ascontiguousarray(group.numpy())
+        out = np.empty((n_groups, chan_np.shape[1], n), xs.dtype)
+        with _kernel_threads():
+            _comp_forward_kernel(xs, chan_np, *values, coef, np.zeros(rows), np.ones(rows), env, target, gain)
+            _mix_kernel(xs, chan_np, gain, og, group_np, out)
+        ctx.save_for_backward(x, *params, out_gain)
+        ctx.arrays = chan_np, group_np, og, env, target, gain
+        ctx.coef = coef
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, *params, out_gain = ctx.saved_tensors
+        chan_np, group_np, og, env, target, gain = ctx.arrays
+        xs, _, values = _comp_inputs(x, torch.from_numpy(chan_np), params)
+        rows, n = gain.shape
+        grad_x = np.zeros(xs.shape)
+        grad_gain = np.empty((rows, n))
+        part = np.empty(((n + _MIX_BLOCK - 1) // _MIX_BLOCK, rows, chan_np.shape[1]))
+        grads = np.empty((rows, 7))
+        with _kernel_threads():
+            _mix_grad_kernel(xs, chan_np, gain, og, group_np, grad.detach().contiguous().numpy(), grad_x,
+                             grad_gain, part)
+            _comp_backward_kernel(xs, chan_np, *values, ctx.coef, np.ones(rows), env, target, gain,
+                                  grad_gain, grad_x, grads)
+        grad_out_gain = torch.from_numpy(part.sum(axis=0)).to(out_gain.dtype)
+        return (torch.from_numpy(grad_x).to(x.dtype), *_param_grads(grads[:, :5], params), grad_out_gain,
+                None, None, None, None)
+
+
+def _coefs(attack_ms, release_ms, sample_rate):
+    """Attack and release times (ms) as float64 ballistics coefficients (``ms2coef``)."""
+    return tuple(ms2coef(ms.to(torch.float64), sample_rate) for ms in (attack_ms, release_ms))
+
+
 def _detector_gain(power, threshold_db, ratio, attack_ms, release_ms, knee_db, sample_rate, state=None):
-    """Detector, static curve and gain ballistics on rows.
+    """Detector, static curve and gain ballistics on rows (the torch formulation).
 
     Args:
         power: ``(R, T)`` detector input (mean square over the linked channels).
@@ -411,6 +826,18 @@ def _linked_gain(x, threshold_db, ratio, attack_ms, release_ms, knee_db, sample_
     lead, n_samples = x.shape[:-2], x.shape[-1]
     rows = [_as_param(v, x, lead).reshape(-1)
             for v in (threshold_db, ratio, attack_ms, release_ms, knee_db)]
+    if x.device.type == "cpu" and (state is None or not any(s.requires_grad for s in state)):
+        n_rows, chans = rows[0].shape[0], x.shape[-2]
+        if state is None:
+            env0, gain0 = torch.zeros(n_rows, dtype=torch.float64), torch.ones(n_rows, dtype=torch.float64)
+        else:
+            env0, gain0 = state
+        chan = torch.arange(n_rows * chans).reshape(n_rows, chans)
+        attack, release = _coefs(rows[2], rows[3], sample_rate)
+        gain, last_env, last_gain = _LinkedGainCPU.apply(
+            x.reshape(n_rows * chans, n_samples), rows[0], rows[1], rows[4], attack, release, env0, gain0,
+            chan, _rms_coef(sample_rate))
+        return gain.reshape(*lead, n_samples), (last_env.to(x.dtype), last_gain.to(x.dtype))
     power = x.square().mean(dim=-2).reshape(-1, n_samples)  # (R, T)
     gain, new_state = _detector_gain(power, *rows, sample_rate, state)
     return gain.reshape(*lead, n_samples), new_state
@@ -510,8 +937,70 @@ def _master_stage(bus, named, gain):
     return bus * (gain * level[:, None]).unsqueeze(-2)
 
 
+class TrackSpectra:
+    """Stems prepared for rendering them many times with different settings (refinement).
+
+    Holds the spectrum of every distinct channel on the grid of the track EQ, so that :func:`render`
+    only transforms back: the trim and the EQ come first in a strip and are linear, so the filtered
+    spectrum is the stem's spectrum times the trimmed EQ's. A stem whose two channels are identical
+    (a mono stem) is transformed and filtered once for both.
+
+    Args:
+        tracks: ``(B, N, 2, T)`` stems: the tensor later passed to :func:`render` with ``spectra=``
+            (used only while that tensor is unchanged, and only when it needs no gradient).
+        taps: FIR length of the EQ (:data:`EQ_TAIL`, as :func:`render` uses).
+    """
+
+    def __init__(self, tracks: torch.Tensor, taps: int = EQ_TAIL):
+        if tracks.ndim != 4 or tracks.shape[2] != 2:
+            raise ValueError(f"tracks must be (B, N, 2, T), got {tuple(tracks.shape)}")
+        n_batch, n_tracks, chans, n_samples = tracks.shape
+        flat = tracks.detach().reshape(n_batch * n_tracks, chans, n_samples)
+        mono = (flat[:, 1] == flat[:, 0]).all(dim=-1).tolist()
+        chan, owner, pick = [], [], []
+        for r, same in enumerate(mono):
+            first = len(pick)
+            pick += [(r, 0)] if same else [(r, 0), (r, 1)]
+            owner += [r] * (len(pick) - first)
+            chan.append([first, first] if same else [first, first + 1])
+        self.shape, self.taps = tuple(tracks.shape), taps
+        self._source = tracks.data_ptr(), tracks.stride(), tracks.dtype, tracks.device, tracks._version
+        self.n_fft = next_fast_len(n_samples + taps - 1, real=True)
+        index = torch.tensor([r * chans + c for r, c in pick], dtype=torch.long, device=tracks.device)
+        self.rows = flat.reshape(-1, n_samples).index_select(0, index)  # (U, T)
+        self.chan = torch.tensor(chan, dtype=torch.long).reshape(-1, chans)  # (B * N, 2) -> row of rows
+        self.owner = torch.tensor(owner, dtype=torch.long, device=tracks.device)  # (U,) -> strip
+        self.spec = torch.fft.rfft(self.rows, n=self.n_fft)  # (U, F)
+
+    def matches(self, tracks: torch.Tensor, taps: int = EQ_TAIL) -> bool:
+        """Whether these are the spectra of ``tracks`` (the same, unmodified tensor) for ``taps``."""
+        source = tracks.data_ptr(), tracks.stride(), tracks.dtype, tracks.device, tracks._version
+        return tuple(tracks.shape) == self.shape and source == self._source and taps == self.taps
+
+
+def _strip_rows(tracks: torch.Tensor, fir: torch.Tensor, spectra: TrackSpectra | None):
+    """Trimmed, EQ'd channels as rows ``(U, T)`` and the row of each strip's channel ``(B * N, 2)``."""
+    n_strips, chans, n_samples = tracks.shape[0] * tracks.shape[1], tracks.shape[2], tracks.shape[3]
+    fir = fir.reshape(n_strips, fir.shape[-1])
+    if spectra is not None:
+        y = _RowFilter.apply(spectra.rows, fir, spectra.owner, spectra.n_fft, spectra.spec)
+        return y, spectra.chan
+    owner = torch.arange(n_strips).repeat_interleave(chans)
+    n_fft = next_fast_len(n_samples + fir.shape[-1] - 1, real=True)
+    y = _RowFilter.apply(tracks.reshape(n_strips * chans, n_samples), fir, owner, n_fft)
+    return y, torch.arange(n_strips * chans).reshape(n_strips, chans)
+
+
+def _compress_mix(x, chan, group, n_groups, named, out_gain, sample_rate):
+    """:class:`_CompressMixCPU` with the strip's (or bus's) named parameters, each ``(R,)``."""
+    thr, ratio, attack_ms, release_ms, knee = (named[k].reshape(-1) for k in _DETECTOR_ARGS)
+    return _CompressMixCPU.apply(x, thr, ratio, knee, *_coefs(attack_ms, release_ms, sample_rate), out_gain,
+                                 chan, group, n_groups, _rms_coef(sample_rate))
+
+
 def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torch.Tensor,
-           sample_rate: float, *, stereo=None, mask=None, return_tracks: bool = False):
+           sample_rate: float, *, stereo=None, mask=None, return_tracks: bool = False,
+           spectra: TrackSpectra | None = None):
     """Mix stems through the console in one differentiable pass.
 
     Args:
@@ -523,6 +1012,8 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
         mask: ``(B, N)`` bool, False for padding or muted tracks, which contribute exactly nothing;
             default all True.
         return_tracks: also return each track after its pan ``(B, N, 2, T)`` (zero where masked).
+        spectra: :class:`TrackSpectra` of these ``tracks``, to render the same stems again cheaply;
+            ignored if it was made for another tensor or ``tracks`` requires a gradient.
 
     Returns:
         ``mix (B, 2, T)``, or ``(mix, tracks_out)``. Differentiable with respect to ``tracks``,
@@ -531,15 +1022,46 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
     stereo, mask = _check_inputs(tracks, track_params, master_params, stereo, mask)
     named = split_params(track_params, TRACK)
     m_named = split_params(master_params, MASTER)
+    n_strips = track_params.shape[0] * track_params.shape[1]
+    eq = torch.cat([track_params[..., _TRACK_EQ].reshape(n_strips, -1).to(torch.float64),
+                    master_params[..., _MASTER_EQ].to(torch.float64)])  # strips and buses designed together
+    b, a = biquad_coeffs(eq, sample_rate)  # (B * N + B, 6, 3)
+    gain = torch.cat([db_to_amp(named["trim_db"]).reshape(-1).to(torch.float64),
+                      torch.ones(master_params.shape[0], dtype=torch.float64, device=b.device)])
+    fir = _eq_fir(b, a, EQ_TAIL, gain=gain)  # trim folded in
+    fir, m_fir = fir[:n_strips].reshape(*track_params.shape[:2], -1), fir[n_strips:]  # (B, N, L), (B, L)
+    if tracks.device.type != "cpu":
+        return _render_torch(tracks, fir, m_fir, named, m_named, stereo, mask, sample_rate, return_tracks)
 
-    b, a = biquad_coeffs(track_params[..., _TRACK_EQ], sample_rate)  # (B, N, 6, 3)
-    x = _filter_fft(tracks, _eq_fir(b, a, EQ_TAIL, gain=db_to_amp(named["trim_db"])))  # trim folded in
+    # CPU: FFT filtering on rows, then the compressors, faders and pans and the sum in fused passes
+    n_batch, n_tracks, chans, n_samples = tracks.shape
+    if spectra is not None and (tracks.requires_grad or not spectra.matches(tracks, EQ_TAIL)):
+        spectra = None
+    y, chan = _strip_rows(tracks, fir, spectra)
+    out_gains = _output_gains(named, stereo, mask, torch.float64).reshape(n_batch * n_tracks, chans)
+    group = torch.arange(n_batch).repeat_interleave(n_tracks)
+    bus = _compress_mix(y, chan, group, n_batch, named, out_gains, sample_rate)  # (B, 2, T)
+    per_track = None
+    if return_tracks:  # the same strips once more, kept apart (the mix does not depend on this)
+        x = y.index_select(0, chan.reshape(-1)).reshape(tracks.shape)
+        gain, _ = _linked_gain(x, *_comp_args(named), sample_rate)  # (B, N, T)
+        per_track = x * gain.unsqueeze(-2) * out_gains.reshape(n_batch, n_tracks, chans, 1).to(x.dtype)
+
+    rows = bus.reshape(n_batch * chans, n_samples)
+    n_fft = next_fast_len(n_samples + m_fir.shape[-1] - 1, real=True)
+    rows = _RowFilter.apply(rows, m_fir, torch.arange(n_batch).repeat_interleave(chans), n_fft)
+    level = db_to_amp(m_named["comp_makeup_db"] + m_named["gain_db"]).to(torch.float64)  # (B,)
+    mix = _compress_mix(rows, torch.arange(n_batch * chans).reshape(n_batch, chans), torch.arange(n_batch),
+                        n_batch, m_named, level[:, None].expand(n_batch, chans), sample_rate)
+    return (mix, per_track) if return_tracks else mix
+
+
+def _render_torch(tracks, fir, m_fir, named, m_named, stereo, mask, sample_rate, return_tracks):
+    """:func:`render` by torch operations on whole tensors (devices other than the CPU)."""
+    x = _filter_fft(tracks, fir)
     gain, _ = _linked_gain(x, *_comp_args(named), sample_rate)  # (B, N, T)
     per_track = x * gain.unsqueeze(-2) * _output_gains(named, stereo, mask, x.dtype)
-    bus = per_track.sum(dim=1)  # (B, 2, T)
-
-    b, a = biquad_coeffs(master_params[..., _MASTER_EQ], sample_rate)  # (B, 6, 3)
-    bus = _filter_fft(bus, _eq_fir(b, a, EQ_TAIL))
+    bus = _filter_fft(per_track.sum(dim=1), m_fir)  # (B, 2, T)
     m_gain, _ = _linked_gain(bus, *_comp_args(m_named), sample_rate)
     mix = _master_stage(bus, m_named, m_gain)
     return (mix, per_track) if return_tracks else mix
@@ -648,8 +1170,9 @@ class _StreamingGain:
         lead, n = x.shape[:-2], x.shape[-1]
         xs = x.detach().reshape(-1, *x.shape[-2:]).contiguous().numpy()
         out = np.empty((xs.shape[0], n), dtype=xs.dtype)
-        _gain_kernel(xs, *self.np_params[:4], self.np_params[4], _rms_coef(self.sample_rate),
-                     self.env, self.gain, out)
+        with _kernel_threads():
+            _gain_kernel(xs, *self.np_params[:4], self.np_params[4], _rms_coef(self.sample_rate),
+                         self.env, self.gain, out)
         return torch.from_numpy(out).reshape(*lead, n)
 
 

@@ -120,6 +120,54 @@ def _as_batch(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class _MeanMagnitude(torch.autograd.Function):
+    """Mean over frames of the STFT magnitude, ``|torch.stft(x, n_fft, hop, window, center=True,
+    pad_mode="constant")|.mean(-1)``: rows ``(R, T)`` -> ``(R, n_fft // 2 + 1)``.
+
+    The same transform with a leaner backward pass: the adjoint of the real FFT is one inverse real
+    FFT per frame (not a complex one), and the frames are overlap-added with ``n_fft // hop`` slice
+    additions.
+    """
+
+    @staticmethod
+    def forward(ctx, x, window, hop):
+        n_fft = window.shape[0]
+        pad = n_fft // 2
+        frames = torch.nn.functional.pad(x, (pad, pad)).unfold(-1, n_fft, hop)  # (R, frames, n_fft)
+        spec = torch.fft.rfft(frames * window, dim=-1)  # (R, frames, F)
+        mag = spec.abs()
+        ctx.save_for_backward(spec, window)
+        ctx.meta = x.shape[-1], hop
+        return mag.mean(dim=-2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        spec, window = ctx.saved_tensors
+        n_samples, hop = ctx.meta
+        n_fft, n_frames = window.shape[0], spec.shape[-2]
+        # |S| -> S: grad * S / |S| (0 where S = 0), the mean's 1 / frames folded in
+        g = torch.sgn(spec).mul_((grad / n_frames).unsqueeze(-2))
+        # rfft -> frame: sample n gets Re(sum_k g_k e^{2 pi i k n / N}), an unnormalised inverse real
+        # FFT once the bins that stand for two (all but 0 and N/2) are halved
+        last = g.shape[-1] - 1 if n_fft % 2 == 0 else g.shape[-1]
+        g[..., 1:last] *= 0.5
+        frames = torch.fft.irfft(g, n=n_fft, dim=-1, norm="forward").mul_(window)  # (R, frames, n_fft)
+        rows = frames.shape[0]
+        if n_fft % hop == 0:
+            k = n_fft // hop
+            out = frames.new_zeros(rows, n_frames + k - 1, hop)
+            parts = frames.reshape(rows, n_frames, k, hop)
+            for j in range(k):
+                out[:, j : j + n_frames] += parts[:, :, j]
+            out = out.reshape(rows, -1)
+        else:
+            out = frames.new_zeros(rows, (n_frames - 1) * hop + n_fft)
+            for f in range(n_frames):
+                out[:, f * hop : f * hop + n_fft] += frames[:, f]
+        pad = n_fft // 2
+        return out[:, pad : pad + n_samples], None, None
+
+
 def bark_spectrum(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Log bark spectrum of mid (L+R) and side (L-R).
 
@@ -130,10 +178,7 @@ def bark_spectrum(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     b, _, t = x.shape
     ms = torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], dim=1).reshape(b * 2, t)
     fb, window = _bark_tensors(int(sample_rate), BARK_N_FFT, str(x.device), x.dtype)
-    spec = torch.stft(
-        ms, BARK_N_FFT, BARK_HOP, window=window, center=True, pad_mode="constant", return_complex=True
-    )
-    mag = spec.abs().mean(dim=-1)  # (B*2, F)
+    mag = _MeanMagnitude.apply(ms, window, BARK_HOP)  # (B*2, F)
     return torch.log(mag @ fb.T + _EPS).reshape(b, 2, -1)
 
 

@@ -471,3 +471,139 @@ def test_rejects_bad_shapes():
         render(x, tp[..., :-1], mp, sr)
     with pytest.raises(ValueError):
         render(x, tp, mp[..., :-1], sr)
+
+
+# --- the fused CPU passes against the torch formulation ---------------------------------------------------
+
+
+def _torch_gain(x, params, sr):
+    """Mean-linked gain of ``x (..., C, T)`` by the torch formulation (torchlpc's one-pole, the static
+    curve, torchcomp's ballistics); ``params``: threshold, ratio, attack, release, knee, each ``(...)``."""
+    lead, n = x.shape[:-2], x.shape[-1]
+    power = x.square().mean(dim=-2).reshape(-1, n)
+    rows = [p.broadcast_to(lead).reshape(-1) for p in params]
+    return console._detector_gain(power, *rows, sr)[0].reshape(*lead, n)
+
+
+def _reference_render(tracks, tp, mp, sr, stereo):
+    """The console by autograd's FFT filtering and the torch compressor (what render computes)."""
+    named, m_named = split_params(tp, TRACK), split_params(mp, MASTER)
+    b, a = biquad_coeffs(tp[..., console._TRACK_EQ], sr)
+    fir = console._eq_fir(b, a, console.EQ_TAIL, gain=db_to_amp(named["trim_db"]))
+    x = console._filter_fft(tracks, fir)
+    gain = _torch_gain(x, [named[k] for k in console._DETECTOR_ARGS], sr)
+    level = db_to_amp(named["comp_makeup_db"] + named["gain_db"])
+    bus = (x * gain.unsqueeze(-2) * (pan_gains(named["pan"], stereo) * level[..., None])[..., None]).sum(1)
+    b, a = biquad_coeffs(mp[..., console._MASTER_EQ], sr)
+    bus = console._filter_fft(bus, console._eq_fir(b, a, console.EQ_TAIL))
+    m_gain = _torch_gain(bus, [m_named[k] for k in console._DETECTOR_ARGS], sr)
+    m_level = db_to_amp(m_named["comp_makeup_db"] + m_named["gain_db"])
+    return bus * (m_gain * m_level[:, None]).unsqueeze(-2)
+
+
+def _comp_params(*rows):
+    """threshold, ratio, attack, release, knee (float64 rows, with gradients)."""
+    return [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in rows]
+
+
+def test_fused_compressor_matches_torch_formulation():
+    sr = 44100
+    x = _modulated_noise(1, 3, sr, 0.2, seed=13)[0].double().requires_grad_()  # (3, 2, T)
+    params = _comp_params([-30.0, -12.0, -40.0], [4.0, 1.0, 8.0], [5.0, 1.0, 30.0], [50.0, 200.0, 20.0],
+                          [6.0, 0.0, 12.0])
+    weights = torch.randn(3, x.shape[-1], generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    fused = console._linked_gain(x, *params, sr)[0]
+    ref = _torch_gain(x, params, sr)
+    assert float(ref.detach().min()) < db_to_amp(-10.0)  # compressing hard
+    assert torch.allclose(fused, ref, rtol=1e-9, atol=1e-12)
+    grads = [torch.autograd.grad((g * weights).sum(), [x, *params]) for g in (fused, ref)]
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-7, atol=1e-12)
+
+
+def test_fused_compressor_gradcheck():
+    sr = 8000
+    gen = torch.Generator().manual_seed(15)
+    x = (torch.randn(2, 2, 48, dtype=torch.float64, generator=gen) * 0.5).requires_grad_()
+    params = _comp_params([-30.0, -20.0], [4.0, 2.0], [1.0, 3.0], [20.0, 10.0], [6.0, 0.0])
+    assert torch.autograd.gradcheck(lambda *a: console._linked_gain(*a, sr)[0], (x, *params))
+
+
+def test_fused_compress_and_mix_matches_torch():
+    sr = 44100
+    y = (_modulated_noise(1, 5, sr, 0.1, seed=16)[0, :, 0]).double().requires_grad_()  # rows (5, T)
+    chan = torch.tensor([[0, 1], [2, 2], [3, 4]])  # the second strip is mono (one row for both channels)
+    group = torch.tensor([0, 0, 1])
+    params = _comp_params([-25.0, -35.0, -20.0], [3.0, 6.0, 2.0], [2.0, 10.0, 5.0], [40.0, 100.0, 30.0],
+                          [6.0, 3.0, 0.0])
+    out_gain = torch.tensor([[0.5, 0.7], [1.2, 0.3], [0.9, 1.1]], dtype=torch.float64, requires_grad=True)
+    out = console._compress_mix(y, chan, group, 2, dict(zip(console._DETECTOR_ARGS, params, strict=True)),
+                                out_gain, sr)
+    x = y[chan]  # (3, 2, T)
+    per = x * _torch_gain(x, params, sr).unsqueeze(-2) * out_gain[..., None]
+    ref = torch.zeros(2, 2, y.shape[-1], dtype=torch.float64).index_add(0, group, per)
+    assert out.shape == ref.shape and torch.allclose(out, ref, rtol=1e-9, atol=1e-12)
+    weights = torch.randn(ref.shape, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
+    grads = [torch.autograd.grad((o * weights).sum(), [y, out_gain, *params]) for o in (out, ref)]
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-7, atol=1e-12)
+
+
+def test_row_filter_gradcheck_and_agreement():
+    gen = torch.Generator().manual_seed(18)
+    x = torch.randn(4, 40, dtype=torch.float64, generator=gen).requires_grad_()
+    fir = torch.randn(2, 8, dtype=torch.float64, generator=gen).requires_grad_()
+    owner = torch.tensor([0, 0, 1, 1])
+    ref = console._filter_fft(x.reshape(2, 2, 40), fir).reshape(4, 40)
+    out = console._RowFilter.apply(x, fir, owner, 48)
+    assert torch.allclose(out, ref, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: console._RowFilter.apply(a, b, owner, 48), (x, fir))
+    x = x.detach()
+    spec = torch.fft.rfft(x, n=64)  # precomputed spectrum, larger grid
+    assert torch.autograd.gradcheck(lambda b: console._RowFilter.apply(x, b, owner, 64, spec), (fir,))
+
+
+def test_render_matches_torch_formulation_with_gradients():
+    sr = 44100
+    x = _modulated_noise(2, 3, sr, 0.15, seed=19).double()
+    tp, mp = _random_setting(3, seed=20, n_batch=2)
+    tp[:, 0] = _active_setting(1)[0][0, 0]
+    mp[0] = _active_setting(1)[1][0]
+    stereo = torch.tensor([[True, False, True], [False, True, True]])
+    target = torch.randn(2, 2, x.shape[-1], generator=torch.Generator().manual_seed(21), dtype=torch.float64)
+    results = []
+    for fn in (render, _reference_render):
+        t, m = tp.double().requires_grad_(), mp.double().requires_grad_()
+        mix = fn(x, t, m, sr, stereo=stereo) if fn is render else fn(x, t, m, sr, stereo)
+        (mix - 0.1 * target).square().mean().backward()
+        results.append((mix.detach(), t.grad, m.grad))
+    (mix, tg, mg), (ref, tg_ref, mg_ref) = results
+    assert _energy_db(mix - ref, ref) < -200
+    assert torch.allclose(tg, tg_ref, rtol=1e-6, atol=1e-12)
+    assert torch.allclose(mg, mg_ref, rtol=1e-6, atol=1e-12)
+
+
+def test_prepared_spectra_give_the_same_mix_and_gradients():
+    sr = 44100
+    x = _modulated_noise(2, 3, sr, 0.25, seed=22)
+    x[:, 1, 1] = x[:, 1, 0]  # a mono stem in both items
+    tp, mp = _random_setting(3, seed=23, n_batch=2)
+    tp[:, 2] = _active_setting(1)[0][0, 0]
+    stereo = torch.tensor([[True, False, True]] * 2)
+    spectra = console.TrackSpectra(x)
+    assert spectra.rows.shape == (2 * 3 * 2 - 2, x.shape[-1])  # the mono stem's channel once per item
+    results = []
+    for prepared in (None, spectra):
+        t = tp.clone().requires_grad_()
+        mix = render(x, t, mp, sr, stereo=stereo, spectra=prepared)
+        mix.square().mean().backward()
+        results.append((mix.detach(), t.grad))
+    (ref, g_ref), (out, g) = results
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(g, g_ref, rtol=1e-4, atol=1e-9)
+    # the spectra belong to that tensor: other (or modified) stems are rendered from their own samples
+    other = x.clone()
+    other[..., 100] += 1.0
+    assert torch.equal(render(other, tp, mp, sr, spectra=spectra), render(other, tp, mp, sr))
+    x[..., 100] += 1.0
+    assert not spectra.matches(x)

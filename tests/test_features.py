@@ -92,6 +92,39 @@ def test_bark_short_signal_and_side_of_mono():
     assert (bark[1] < bark[0].max() - 10).all()  # mono: side is empty (log of eps)
 
 
+def _stft_bark(x, sr):
+    """The bark spectrum by torch.stft (the definition), for comparison."""
+    b, _, t = x.shape
+    ms = torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], dim=1).reshape(b * 2, t)
+    fb = torch.tensor(F.bark_filterbank(sr), dtype=x.dtype)
+    window = torch.hann_window(F.BARK_N_FFT, dtype=x.dtype)
+    spec = torch.stft(ms, F.BARK_N_FFT, F.BARK_HOP, window=window, center=True, pad_mode="constant",
+                      return_complex=True)
+    return torch.log(spec.abs().mean(dim=-1) @ fb.T + 1e-8).reshape(b, 2, -1)
+
+
+@pytest.mark.parametrize("n", [100, 30000, 3 * F.BARK_HOP + 17])
+def test_bark_spectrum_equals_stft_definition_with_gradient(n):
+    x = torch.as_tensor(np.random.default_rng(n).standard_normal((2, 2, n)) * 0.1).requires_grad_()
+    weights = torch.as_tensor(np.random.default_rng(1).standard_normal((2, 2, F.BARK_BANDS)))
+    results = []
+    for fn in (F.bark_spectrum, _stft_bark):
+        out = fn(x, SR)
+        (out * weights).sum().backward()
+        results.append((out.detach(), x.grad.clone()))
+        x.grad = None
+    (out, grad), (ref, grad_ref) = results
+    assert torch.allclose(out, ref, atol=1e-10)
+    assert torch.allclose(grad, grad_ref, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_fft, hop", [(64, 16), (63, 20)])
+def test_mean_magnitude_gradcheck(n_fft, hop):
+    x = torch.as_tensor(np.random.default_rng(3).standard_normal((2, 150))).requires_grad_()
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: F._MeanMagnitude.apply(v, window, hop), (x,))
+
+
 # --- AF loss ------------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from core.audio_io import Audio
 from core.params import MASTER, TRACK
@@ -74,6 +75,13 @@ def test_refine_cancel_and_progress():
     r = refine(inputs, config=RefineConfig(steps=50, section_seconds=2.0), callback=callback)
     assert [s[0] for s in seen] == [1, 2, 3] and seen[0][1] == 50
     assert len(r.history) == 4 and r.loss_after <= r.loss_before
+
+
+def test_refine_threads_are_restored():
+    inputs = _inputs(seconds=2.0)
+    before = torch.get_num_threads()
+    refine(inputs, config=RefineConfig(steps=1, section_seconds=1.0, threads=1))
+    assert torch.get_num_threads() == before
 
 
 def test_refine_needs_reference():
