@@ -127,18 +127,22 @@ def from_json(doc, path: str = "params") -> MixParams:
     return MixParams(names, np.array(rows), master, files, stereo, sr)
 
 
-def read_params(path: str | os.PathLike) -> MixParams:
+def read_json(path: str | os.PathLike, error: type[Exception] = ValueError):
+    """Parse a JSON file; any failure is ``error`` with a one-line message naming the file."""
     p = str(path)
     try:
         with open(p, encoding="utf-8") as f:
-            doc = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
-        raise ParamsError(f"{p}: file not found") from None
+        raise error(f"{p}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ParamsError(f"{p}: cannot read ({e.__class__.__name__})") from None
+        raise error(f"{p}: cannot read ({e.__class__.__name__})") from None
     except json.JSONDecodeError as e:
-        raise ParamsError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
-    return from_json(doc, p)
+        raise error(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def read_params(path: str | os.PathLike) -> MixParams:
+    return from_json(read_json(path, ParamsError), str(path))
 
 
 def write_json_atomic(path: str | os.PathLike, doc) -> None:

@@ -24,7 +24,6 @@ are in MusicBrainz Picard. No Qt here: the app wraps this model and adds signals
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paramfile import MixParams, write_json_atomic
+from .paramfile import MixParams, read_json, write_json_atomic
 from .params import MASTER, TRACK, Schema, fingerprint
 
 FORMAT = "stylemix-session"
@@ -337,15 +336,7 @@ def _read_strength(data) -> dict[str, float]:
 
 
 def _read_doc(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise SessionError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SessionError(f"{path}: cannot read ({e.__class__.__name__})") from None
-    except json.JSONDecodeError as e:
-        raise SessionError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    return read_json(path, SessionError)
 
 
 def load_session(path: str | os.PathLike) -> Session:
