@@ -599,8 +599,9 @@ def test_prepared_spectra_give_the_same_mix_and_gradients():
         mix.square().mean().backward()
         results.append((mix.detach(), t.grad))
     (ref, g_ref), (out, g) = results
-    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-7)
-    assert torch.allclose(g, g_ref, rtol=1e-4, atol=1e-9)
+    # same filter, other float32 rounding order (depends on the thread count): compare error energy
+    assert 10 * torch.log10((out - ref).square().sum() / ref.square().sum()) < -120
+    assert torch.linalg.norm(g - g_ref) <= 1e-4 * torch.linalg.norm(g_ref)
     # the spectra belong to that tensor: other (or modified) stems are rendered from their own samples
     other = x.clone()
     other[..., 100] += 1.0
