@@ -64,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stylemix",
         description="Mixing assistant: fills a mixing console from raw stems and a reference song.",
-        epilog="Run 'stylemix COMMAND --help' for a command's options. Without a command, "
-               "'stylemix [SESSION | FILES...] [--reference REF]' opens the desktop app.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'stylemix COMMAND --help' for a command's options.\n\n"
+               "Without a command, stylemix opens the desktop app:\n"
+               "  stylemix [SESSION | FILES...] [--reference REF] [--demo] [--no-audio] [--compact]\n"
+               "  stylemix --screenshot OUT.png [--size WxH] [--predict] [SESSION]\n"
+               "--demo opens the bundled demo session (without a display: the command-line demo).",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
