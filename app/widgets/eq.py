@@ -13,17 +13,18 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QStackedWidget, QToolButton, QVBoxLayout, QWidget
 
-from core.console import biquad_coeffs
+from core.console import EQ, biquad_coeffs
 from core.params import EQ_BAND_KEYS
 
 from .. import theme
 from .controls import ParamControl
 
 #: Keys of the 18 EQ controls in the order the console's EQ design takes them.
-EQ_KEYS = [f"{band}_{what}" for band in EQ_BAND_KEYS for what in ("gain_db", "freq_hz", "q")]
+EQ_KEYS = EQ.keys
 BAND_SHORT = ("LS", "1", "2", "3", "4", "HS")
 F_LO, F_HI = 20.0, 20000.0
-GAIN_VIEW_DB = 15.0
+GAIN_LIMIT_DB = EQ[f"{EQ_BAND_KEYS[0]}_gain_db"].max  # one band's range, from the schema
+GAIN_VIEW_DB = 1.25 * GAIN_LIMIT_DB  # headroom: neighbouring bands add up
 _N_POINTS = 160
 _Q_STEP = 1.08  # per wheel notch
 
@@ -84,7 +85,8 @@ class EqPlot(pg.PlotWidget):
         bottom = pi.getAxis("bottom")
         bottom.setTicks([ticks, []])
         left = pi.getAxis("left")
-        left.setTicks([[(v, f"{v:+d}") for v in (-12, 0, 12)], []])
+        lim = int(GAIN_LIMIT_DB)
+        left.setTicks([[(v, f"{v:+d}") for v in (-lim, 0, lim)], []])
         for axis in (bottom, left):
             axis.setStyle(tickFont=theme.small_font(6), tickLength=-3)
             axis.setTextPen(theme.TEXT_DIM)
