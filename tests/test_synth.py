@@ -101,7 +101,7 @@ def test_reference_mix_loudness_and_true_peak():
         mix = synth.reference_mix(stems, sr, np.random.default_rng(1), target_lufs=target, master=master)
         assert mix.shape == (n, 2) and mix.dtype == np.float32
         assert abs(pyloudnorm.Meter(sr).integrated_loudness(mix.astype(np.float64)) - target) < 0.5
-        assert synth.true_peak_db(mix) <= -1.0 + 1e-3
+        assert synth.true_peak_db(mix, sr) <= -1.0 + 1e-3
     again = synth.reference_mix(stems, sr, np.random.default_rng(1))
     assert np.array_equal(again, synth.reference_mix(stems, sr, np.random.default_rng(1)))
 
@@ -216,7 +216,7 @@ def test_demo_reference_is_a_loud_stereo_mix():
     assert abs(x.shape[0] / sr - 20.0) < 0.5
     assert not np.allclose(x[:, 0], x[:, 1])
     assert -14.0 <= pyloudnorm.Meter(sr).integrated_loudness(x) <= -10.0
-    assert synth.true_peak_db(x) < -1.0
+    assert synth.true_peak_db(x, sr) < -1.0
     info = json.loads((DEMO / "demo.json").read_text())
     assert info["reference"]["genre"] != info["stems"]["genre"]
     assert info["reference"]["seed"] != info["stems"]["seed"]

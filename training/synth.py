@@ -1161,12 +1161,11 @@ def _role_of(name: str) -> str | None:
     return head if head in ROLE_MIX_LU else None
 
 
-def true_peak_db(x: np.ndarray) -> float:
-    """True peak in dBTP: sample peak of the signal oversampled 4 times (ITU-R BS.1770 style)."""
-    from scipy.signal import resample_poly
+def true_peak_db(x: np.ndarray, sr: int = 44100) -> float:
+    """True peak in dBTP of ``x`` (T, C) (or (T,)): :func:`core.features.true_peak_dbtp`."""
+    from core.features import true_peak_dbtp
 
-    peak = float(np.max(np.abs(resample_poly(np.asarray(x, dtype=np.float64), 4, 1, axis=0))))
-    return 20 * math.log10(max(peak, 1e-12))
+    return true_peak_dbtp(np.asarray(x).T, sr)
 
 
 def _block_envelope(target_db: np.ndarray, block: int, sr: int, attack_ms: float,
@@ -1184,26 +1183,6 @@ def _block_envelope(target_db: np.ndarray, block: int, sr: int, attack_ms: float
         nxt = max(env[i], nxt * a_att)
         env[i] = nxt
     return env
-
-
-def _limit(x: np.ndarray, sr: int, ceiling_db: float, release_ms: float = 60.0,
-           block: int = 32) -> np.ndarray:
-    """Look-ahead peak limiter: no sample exceeds ``ceiling_db`` (dBFS)."""
-    from scipy.ndimage import maximum_filter1d
-
-    n = x.shape[0]
-    peak = np.max(np.abs(x), axis=1)
-    nb = -(-n // block)
-    peak_b = np.zeros(nb * block)
-    peak_b[:n] = peak
-    peak_b = peak_b.reshape(nb, block).max(axis=1)
-    peak_b = maximum_filter1d(peak_b, size=3)  # so interpolation between block centres stays safe
-    need_db = np.maximum(20 * np.log10(np.maximum(peak_b, 1e-12)) - ceiling_db, 0.0)
-    env_db = _block_envelope(need_db, block, sr, attack_ms=1.5, release_ms=release_ms)
-    centres = np.arange(nb) * block + block / 2
-    gain = 10 ** (-np.interp(np.arange(n), centres, env_db) / 20)
-    y = x * gain[:, None]
-    return np.clip(y, -(10 ** (ceiling_db / 20)), 10 ** (ceiling_db / 20))
 
 
 def _biquad_shelf(sr: int, freq: float, gain_db: float, high: bool, q: float = 0.707) -> np.ndarray:
@@ -1245,23 +1224,18 @@ def _bus_compress(x: np.ndarray, sr: int, ratio: float, gr_db: float, attack_ms:
 
 
 def _loudness_and_peak(x: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: float) -> np.ndarray:
-    """Normalise to ``target_lufs``, limiting peaks so the true peak stays below ``ceiling_dbtp``."""
-    import pyloudnorm
+    """Normalise ``x`` (T, 2) to ``target_lufs``; the console's true-peak limiter holds ``ceiling_dbtp``."""
+    from core.features import integrated_lufs
+    from core.render import limit
 
-    meter = pyloudnorm.Meter(sr)
-    loud = meter.integrated_loudness(x)
+    loud = integrated_lufs(x.T, sr)
     if not np.isfinite(loud):
         return np.zeros_like(x)
     gain_db = target_lufs - loud
-    margin = 0.3
     y = x
-    for _ in range(8):
-        y = _limit(x * 10 ** (gain_db / 20), sr, ceiling_dbtp - margin)
-        over = true_peak_db(y) - ceiling_dbtp
-        if over > -0.02:
-            margin += over + 0.1
-            continue
-        err = target_lufs - meter.integrated_loudness(y)
+    for _ in range(8):  # the limiter takes a little loudness away: correct the gain and limit again
+        y = limit((x * 10 ** (gain_db / 20)).T, sr, ceiling_dbtp).T
+        err = target_lufs - integrated_lufs(y.T, sr)
         if abs(err) < 0.05:
             break
         gain_db += err
@@ -1382,7 +1356,7 @@ def build_demo(out_dir: str | Path, seconds: float = DEMO_SECONDS, sample_rate: 
         "reference": {"seed": ref_seed, "genre": ref_meta["genre"], "tempo_bpm": ref_meta["tempo_bpm"],
                       "key": f"{ref_meta['key']} {ref_meta['mode']}", "n_stems": len(ref_meta["stems"]),
                       "lufs": round(float(pyloudnorm.Meter(sample_rate).integrated_loudness(written)), 2),
-                      "true_peak_dbtp": round(true_peak_db(written), 2)},
+                      "true_peak_dbtp": round(true_peak_db(written, sample_rate), 2)},
         "sample_rate": sample_rate,
     }
     (out_dir / "demo.json").write_text(json.dumps(info, indent=2) + "\n")
