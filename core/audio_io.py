@@ -128,12 +128,53 @@ def _check_readable_path(path: str) -> None:
         raise _fail(path, "permission denied")
 
 
+def _wav_declared_frames(path: str) -> int | None:
+    """Frames a RIFF/WAVE file's header declares (data chunk size / block align), or None when the
+    file is not a plain WAV or the size is left open (0 or 0xFFFFFFFF, as streaming writers do)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"fmt ":
+                    fmt = f.read(min(size, 16))
+                    if len(fmt) < 14:
+                        return None
+                    align = int.from_bytes(fmt[12:14], "little")
+                    f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+                elif cid == b"data":
+                    if not align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def check_complete(path: str, f: sf.SoundFile) -> None:
+    """Refuse a WAV whose header declares more frames than the file holds (a cut-off copy or an
+    interrupted download): it would otherwise be read as a shorter stem and padded with silence."""
+    if f.format != "WAV":
+        return
+    declared = _wav_declared_frames(path)
+    if declared is not None and declared > f.frames:
+        raise _fail(path, f"truncated: the header declares {declared} frames, the file holds {f.frames}")
+
+
 def _read_file(path: str) -> tuple[np.ndarray, int]:
     """Decode ``path`` -> (float32 ``(frames, channels)``, rate in Hz), rejecting unusable content."""
     try:
         with sf.SoundFile(path) as f:
             if f.channels > _MAX_CHANNELS:
                 raise _fail(path, f"has {f.channels} channels; only mono and stereo are supported")
+            check_complete(path, f)
             rate = int(f.samplerate)
             data = f.read(dtype="float32", always_2d=True)
     except AudioError:
@@ -426,3 +467,82 @@ def write_audio(
             except OSError:
                 pass
     _fsync_folder(folder)
+
+
+class AudioWriter:
+    """Write audio block by block to a temporary file beside ``path``; :meth:`commit` flushes it to
+    disk and renames it over ``path``, :meth:`abort` removes it (an existing ``path`` is untouched
+    until the commit). Same formats, bit depths and quantisation as :func:`write_audio`.
+
+    Use as a context manager: leaving the block without :meth:`commit` (or on an exception) aborts.
+    """
+
+    def __init__(self, path: str | os.PathLike, channels: int, sample_rate: int, format: str | None = None,
+                 bits: str = "24"):
+        self.path = os.fspath(path)
+        self._fmt = _output_format(self.path, format)
+        self._subtype = _output_subtype(self.path, self._fmt, bits)
+        rate = _positive_int(sample_rate)
+        if rate is None:
+            raise _fail(self.path, f"invalid sample rate {sample_rate!r}")
+        if channels not in (1, _MAX_CHANNELS):
+            raise _fail(self.path, f"expected 1 or 2 channels, got {channels}")
+        self.channels = channels
+        self.folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(self.folder):
+            raise _fail(self.path, "destination folder does not exist")
+        self._tmp: str | None = None
+        self._file = None
+        try:
+            self._tmp = temp_path(self.folder, os.path.basename(self.path))
+            self._file = sf.SoundFile(self._tmp, "w", rate, channels, self._subtype, format=self._fmt)
+        except Exception as exc:
+            self.abort()
+            raise _fail(self.path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` (float ``(channels, n)``, full scale 1.0; PCM is clipped, not wrapped)."""
+        if self._file is None:
+            raise _fail(self.path, "writer is closed")
+        if not np.isfinite(block).all():
+            self.abort()
+            raise _fail(self.path, "refusing to write NaN or infinite samples")
+        try:
+            self._file.write(_quantise(np.asarray(block), self._subtype))
+        except Exception as exc:
+            self.abort()
+            raise _fail(self.path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
+
+    def commit(self) -> None:
+        """Finish the file and move it to ``path``."""
+        try:
+            self._file.close()
+            self._file = None
+            _fsync(self._tmp)
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except Exception as exc:
+            self.abort()
+            raise _fail(self.path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
+        _fsync_folder(self.folder)
+
+    def abort(self) -> None:
+        """Drop what was written; ``path`` stays as it was."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:
+                pass
+            self._file = None
+        if self._tmp is not None:
+            try:
+                os.remove(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.abort()

@@ -30,12 +30,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .paramfile import ParamsError
 
     errors: list[type[BaseException]] = [CliError, AudioError, ParamsError]
-    try:
-        from .checkpoint import CheckpointError
-
-        errors.append(CheckpointError)
-    except ImportError:
-        pass
+    checkpoint = sys.modules.get("core.checkpoint")  # only loaded (with torch) by commands that use it
+    if checkpoint is not None:
+        errors.append(checkpoint.CheckpointError)
     return tuple(errors)
 
 
@@ -58,9 +55,14 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
                    help="also write each processed stem (after its strip, before the master bus) here")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .refine import RefineConfig
+def _comma_list(values: list[str]) -> list[str]:
+    """``["eq,pan", "gain_db"]`` -> ``["eq", "pan", "gain_db"]``."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
+
+def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
+    """The argument parser. ``default_steps`` (refinement's default, from :mod:`core.refine`) is
+    only needed to parse ``mix``; other commands leave it out so that they do not load torch."""
     parser = argparse.ArgumentParser(
         prog="stylemix",
         description="Mixing assistant: fills a mixing console from raw stems and a reference song.",
@@ -87,14 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="model checkpoint (default: the shipped model)")
     p.add_argument("--no-model", action="store_true",
                    help="no prediction: refine from the equal-loudness defaults")
-    p.add_argument("--steps", type=int, default=RefineConfig.steps,
-                   help=f"refinement steps after the prediction (default {RefineConfig.steps}; "
+    p.add_argument("--steps", type=int, default=default_steps,
+                   help=f"refinement steps after the prediction (default {default_steps}; "
                         "0 = model only)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--lock", nargs="+", default=[], metavar="KEY",
-                   help="keep these parameters: KEY or GROUP (all tracks), TRACK:KEY, master:KEY")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V", dest="sets",
-                   help="set (and lock) values: [TRACK:|master:]KEY=VALUE")
+    p.add_argument("--lock", action="append", default=[], metavar="KEY[,KEY...]",
+                   help="keep these parameters: KEY or GROUP (all tracks), TRACK:KEY, master:KEY; "
+                        "a comma list, and the option may be repeated")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V[,KEY=V...]", dest="sets",
+                   help="set (and lock) values: [TRACK:|master:]KEY=VALUE; a comma list, and the "
+                        "option may be repeated")
     p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
                    help="analyse only this part of the stems (seconds), e.g. the chorus")
 
@@ -163,15 +167,18 @@ def _progress(total: int, label: str):
 def _finish(inputs, params, args, fmt: str, loudness: float | None):
     """Render, match loudness with the master fader, limit to the ceiling, write atomically.
 
-    Returns (params as written, console loudness, output loudness, output true peak).
+    ``inputs``: :class:`core.prepare.Inputs`, or (streaming engine) a block source such as
+    :class:`core.stream_io.StemFiles`. Returns (params as written, console loudness, output loudness,
+    output true peak).
     """
-    from .audio_io import write_audio
     from .export import export_mix
-    from .features import integrated_lufs, true_peak_dbtp
-    from .render import output_stage, render_mix
 
     sr = inputs.sample_rate
     if args.engine == "torch":
+        from .audio_io import write_audio
+        from .meter import integrated_lufs, true_peak_dbtp
+        from .render import output_stage, render_mix
+
         if args.stems_out:
             raise CliError("--stems-out needs the streaming engine (--engine stream)")
         mix = render_mix(inputs, params, engine="torch")
@@ -185,7 +192,8 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
         def progress(done, total):
             bar.update(int(100 * done / max(total, 1)) - bar.n)
 
-        res = export_mix(inputs.stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
+        stems = inputs.stems if hasattr(inputs, "stems") else inputs
+        res = export_mix(stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
                          loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
                          names=inputs.names)
     from .params import MASTER
@@ -225,7 +233,7 @@ def _initial_params(inputs, args, region):
 
 
 def cmd_mix(args) -> int:
-    from .features import integrated_lufs
+    from .meter import integrated_lufs
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
     from .refine import RefineConfig, evaluate, refine
@@ -247,7 +255,7 @@ def cmd_mix(args) -> int:
         raise CliError(f"--region {region[0]:g} {region[1]:g} is not within 0..{inputs.duration:.1f} s")
     cfg = RefineConfig(steps=args.steps, seed=args.seed, region=region)
     init, source = _initial_params(inputs, args, region)
-    locks = list(args.lock) + apply_sets(init, args.sets)
+    locks = _comma_list(args.lock) + apply_sets(init, _comma_list(args.sets))
     lock_t, lock_m = lock_masks(locks, inputs.names)
 
     baseline = evaluate(inputs, inputs.default_params(), cfg)[0]
@@ -279,22 +287,33 @@ def cmd_mix(args) -> int:
 
 def cmd_render(args) -> int:
     from .paramfile import read_params
-    from .prepare import load_inputs
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
     saved = read_params(args.params)
-    inputs = load_inputs(args.stems, None, args.sample_rate)
-    params = saved.select(inputs.names, args.params)
-    params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness)
-    print(f"rendered {len(inputs.names)} stems, {inputs.duration:.1f} s: {after:.1f} LUFS, "
+    if args.engine == "torch":
+        from .prepare import load_inputs
+
+        inputs = load_inputs(args.stems, None, args.sample_rate)
+        params = saved.select(inputs.names, args.params)
+        params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness)
+        count, seconds = len(inputs.names), inputs.duration
+    else:
+        # the stems are decoded block by block as they are rendered: memory does not grow with length
+        from .stream_io import StemFiles
+
+        with StemFiles(args.stems, args.sample_rate) as source:
+            params = saved.select(source.names, args.params)
+            params, before, after, peak = _finish(source, params, args, fmt, args.loudness)
+            count, seconds = source.n_tracks, source.duration
+    print(f"rendered {count} stems, {seconds:.1f} s: {after:.1f} LUFS, "
           f"true peak {peak:.1f} dBTP -> {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
 def cmd_analyze(args) -> int:
     from .audio_io import load_audio, to_stereo
-    from .features import (
+    from .meter import (
         af_features_np,
         integrated_lufs,
         momentary_lufs,
@@ -355,8 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a in COMMANDS for a in argv) and not any(a in ("-h", "--help") for a in argv):
         return _open_app(argv)
-    parser = build_parser()
+    command = next((a for a in argv if a in COMMANDS), None)
+    steps = None
+    if command == "mix":
+        from .refine import RefineConfig
+
+        steps = RefineConfig.steps
+    parser = build_parser(steps)
     args = parser.parse_args(argv)
+    if args.command in ("mix", "render", "analyze"):
+        from .warmup import ensure_compiled
+
+        ensure_compiled(with_torch=args.command == "mix")
     try:
         return HANDLERS[args.command](args)
     except _user_errors() as e:

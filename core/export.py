@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from .audio_io import WRITE_BITS, WRITE_FORMATS, AudioError, write_audio
+from .audio_io import WRITE_BITS, WRITE_FORMATS, AudioError, AudioWriter
 from .engine import StreamingConsole, as_stems, default_threads, frame_indices, render_stream
-from .features import integrated_lufs, true_peak_dbtp
-from .paramfile import MixParams
 from .params import MASTER, TRACK
 
 #: Frames per block while rendering processed stems.
@@ -100,32 +98,51 @@ def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) ->
 def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str | None = None,
                bits: str = "24", loudness_lufs: float | None = None, ceiling_dbtp: float | None = None,
                stems_dir=None, progress=None, *, stereo=None, names=None, mute=None, solo=None,
-               threads: int | None = None, measure: bool = True) -> ExportResult:
+               threads: int | None = None, measure: bool = True, temp_folder: str | None = None
+               ) -> ExportResult:
     """Render the mix with the streaming console and write it (and optionally each processed stem).
 
+    The mix goes block by block into a :class:`~core.stream_io.FrameStore` (memory for a song, an
+    unnamed temporary file for hours), through the output stage in chunks, and into the file in
+    blocks, so memory does not grow with the length beyond the stems themselves (none at all when
+    ``stems`` is a block source such as :class:`~core.stream_io.StemFiles`).
+
     Args:
-        stems: float32 ``(N, 2, T)`` (a mono stem as two identical channels) or a list of ``(C, T)``.
+        stems: float32 ``(N, 2, T)`` (a mono stem as two identical channels), a list of ``(C, T)``, or
+            a block source (``n_tracks``, ``frames``, ``stereo``, ``names``, ``read_block``).
         track_params: ``(N, len(TRACK))`` physical; master_params: ``(len(MASTER),)`` physical.
         sr: sample rate, Hz.
         out_path: destination file; written atomically (a failure leaves any existing file intact).
         fmt: ``"wav"`` or ``"flac"`` (default: from the extension); bits: ``"16"``, ``"24"`` or ``"32f"``.
         loudness_lufs: integrated loudness target (reached with the master fader), or None.
         ceiling_dbtp: true-peak ceiling (look-ahead limiter, no latency), or None.
-        stems_dir: folder for processed stems (``<name>.<fmt>``, same format), or None.
+        stems_dir: folder for processed stems (``<name>.<fmt>``, same format), or None; written in the
+            same pass as the mix, and renamed into place together with it.
         progress: ``callable(done, total)`` in arbitrary work units, called from this thread.
         stereo: ``(N,)`` bool (None: detected); names: stem names for the stem files (default
             ``track01``...); mute, solo: ``(N,)`` bool.
         threads: strip worker threads (default: all cores this process may use, at most 8).
-        measure: report the written mix's loudness and true peak (a third of the render's time);
-            False leaves them NaN.
+        measure: report the written mix's loudness and true peak; False leaves them NaN.
+        temp_folder: where a long mix's temporary files go (default: the system's temporary folder).
 
     Raises:
         AudioError: the destination or format cannot be written (checked before rendering).
     """
+    from .render import output_stage_store
+    from .stream_io import FrameStore
+
     out_path = os.fspath(out_path)
     ext = _check_output(out_path, fmt, bits)
-    arr, stereo = as_stems(stems, stereo)
-    n_tracks, total = arr.shape[0], arr.shape[2]
+    source = None if isinstance(stems, (np.ndarray, list, tuple)) else stems
+    if source is None:
+        arr, stereo = as_stems(stems, stereo)
+        n_tracks, total = arr.shape[0], arr.shape[2]
+    else:
+        arr = source
+        stereo = np.asarray(source.stereo if stereo is None else stereo, dtype=bool)
+        n_tracks, total = int(source.n_tracks), int(source.frames)
+        if names is None:
+            names = getattr(source, "names", None)
     names = list(names) if names is not None else [f"track{i + 1:02d}" for i in range(n_tracks)]
     if len(names) != n_tracks:
         raise ValueError(f"{len(names)} names for {n_tracks} stems")
@@ -135,32 +152,54 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
     track_params = np.asarray(track_params, dtype=np.float64).reshape(n_tracks, len(TRACK))
     master_params = np.asarray(master_params, dtype=np.float64).reshape(len(MASTER))
 
-    work = total * (2 + (1 if stems_dir is not None else 0))
+    work = 3 * total
     report = progress if progress is not None else (lambda done, all_: None)
-    mix = render_stream(arr, stereo, track_params, master_params, sr, mute=mute, solo=solo, threads=threads,
-                        progress=lambda done, _: report(done, work))
+    writers: list[AudioWriter] = []
+    mix = FrameStore(2, total, temp_folder)
+    try:
+        on_block = None
+        if stems_dir is not None:
+            for file_name in stem_file_names(names, ext):
+                writers.append(AudioWriter(os.path.join(os.fspath(stems_dir), file_name), 2, sr, ext, bits))
+            block = np.empty((2, _STEM_BLOCK), np.float32)
+            solo_free: list = []
 
-    from .render import output_stage
+            def on_block(con, cache, start, n):
+                if not solo_free:  # stems are written whether muted or not
+                    none = np.zeros(n_tracks, bool)
+                    solo_free.append(con.snapshot.replace(mute=none, solo=none))
+                snap = solo_free[0]
+                for t, w in enumerate(writers):
+                    con.track_output(cache, t, n, block[:, :n], snapshot=snap,
+                                     from_gains=(snap.out_gain, snap.m_gain))
+                    w.write(block[:, :n])
 
-    params = MixParams(names, track_params.copy(), master_params.copy(), stereo=[bool(s) for s in stereo],
-                       sample_rate=int(sr))
-    mix, params = output_stage(mix, sr, params, loudness_lufs, ceiling_dbtp)
-    write_audio(out_path, mix, sr, format=ext, bits=bits)
-    report(2 * total, work)
-
-    stem_paths = []
-    if stems_dir is not None:
-        con = StreamingConsole(arr, stereo, sr, track_params, master_params, threads=1)
+        render_stream(arr, stereo, track_params, master_params, sr, mute=mute, solo=solo, threads=threads,
+                      block=_STEM_BLOCK, progress=lambda done, _: report(2 * done, work),
+                      on_block=on_block, sink=mix.write)
+        gi = MASTER.index("gain_db")
+        res = output_stage_store(mix, sr, float(master_params[gi]), loudness_lufs, ceiling_dbtp,
+                                 temp_folder, lambda f: report(2 * total + int(0.8 * f * total), work))
+        mix.close()
         try:
-            for t, file_name in enumerate(stem_file_names(names, ext)):
-                path = os.path.join(os.fspath(stems_dir), file_name)
-                write_audio(path, render_track(con, t), sr, format=ext, bits=bits)
-                stem_paths.append(path)
-                report(2 * total + (t + 1) * total // n_tracks, work)
+            with AudioWriter(out_path, 2, sr, ext, bits) as w:
+                for s in range(0, total, 1 << 18):
+                    w.write(res.out.read(s, min(1 << 18, total - s)))
+                for sw in writers:
+                    sw.commit()
+                w.commit()
         finally:
-            con.close()
+            res.out.close()
+        report(work, work)
+    finally:
+        mix.close()
+        for sw in writers:
+            sw.abort()
 
+    master = master_params.copy()
+    master[MASTER.index("gain_db")] = res.gain_db
     level = peak = math.nan
     if measure:
-        level, peak = integrated_lufs(mix, sr), true_peak_dbtp(mix, sr)
-    return ExportResult(out_path, int(sr), int(total), level, peak, params.master, stem_paths)
+        level, peak = res.loudness_lufs, res.true_peak_dbtp
+    stem_paths = [w.path for w in writers]
+    return ExportResult(out_path, int(sr), int(total), level, peak, master, stem_paths)
