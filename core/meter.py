@@ -338,7 +338,7 @@ def _windowed_lufs(x, sample_rate, window_s, hop_s, floor_lufs) -> np.ndarray:
     import scipy.signal
 
     x = _as_channels(x).astype(np.float64)
-    y = scipy.signal.sosfilt(k_weighting_sos(int(sample_rate)), x, axis=-1)
+    y = scipy.signal.sosfilt(np.array(k_weighting_sos(int(sample_rate))), x, axis=-1)
     p = np.asarray(_CHANNEL_GAINS[: x.shape[0]]) @ np.square(y)
     return np.maximum(power_to_lufs(_block_means(p, window, hop)), floor_lufs)
 

@@ -44,8 +44,9 @@ class FrameStore:
     """
 
     def __init__(self, channels: int, frames: int, folder: str | None = None,
-                 memory_limit: int = MEMORY_STORE_BYTES):
+                 memory_limit: int | None = None):
         self.channels, self.frames = int(channels), int(frames)
+        memory_limit = MEMORY_STORE_BYTES if memory_limit is None else memory_limit
         self._arr: np.ndarray | None = None
         self._file = None
         if self.channels * self.frames * 4 <= memory_limit:
