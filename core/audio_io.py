@@ -340,7 +340,18 @@ def load_stems(
     sample_rate = check_sample_rate(sample_rate)
     if frames is not None and _positive_int(frames) is None:
         raise AudioError(f"stem length must be a positive number of frames, got {frames!r}")
-    stems = [load_audio(p, sample_rate) for p in expand_paths(paths)]
+    files = expand_paths(paths)
+    if len(files) > 1:  # decoding and resampling release the GIL: stems load in parallel
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        with ThreadPoolExecutor(max(1, min(cores, len(files), 8))) as pool:
+            stems = list(pool.map(lambda p: load_audio(p, sample_rate), files))
+    else:
+        stems = [load_audio(p, sample_rate) for p in files]
     target = _positive_int(frames) if frames is not None else max(s.frames for s in stems)
     padded, truncated, out = [], [], []
     for stem, name in zip(stems, unique_names(s.name for s in stems), strict=True):

@@ -232,6 +232,19 @@ def _initial_params(inputs, args, region):
     return init, "model"
 
 
+def _check_memory(args) -> None:
+    """Refuse, before any work, a mix that cannot fit in memory (one line with the numbers)."""
+    from .prepare import mix_memory_needed
+    from .stream_io import available_memory
+
+    need, count, seconds = mix_memory_needed(args.stems, args.reference, args.sample_rate)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise CliError(f"mixing {count} stems of {seconds / 60:.1f} min needs about {need / 1e9:.1f} GB of "
+                       f"memory, {avail / 1e9:.1f} GB is available (about 24 MB per stem and minute, plus "
+                       f"1.2 GB); 'stylemix render' works in blocks at any length")
+
+
 def cmd_mix(args) -> int:
     from .meter import integrated_lufs
     from .paramfile import apply_sets, lock_masks, write_params
@@ -242,6 +255,7 @@ def cmd_mix(args) -> int:
     fmt = _out_format(args)
     if args.steps < 0:
         raise CliError(f"--steps must be >= 0, got {args.steps}")
+    _check_memory(args)
     inputs = load_inputs(args.stems, args.reference, args.sample_rate)
     _print_inputs(inputs)
     if inputs.silent.all():
@@ -396,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stylemix: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print("stylemix: error: out of memory (shorter or fewer stems, or close other programs)",
+              file=sys.stderr)
+        return 1
 
 
 def _open_app(argv: list[str]) -> int:

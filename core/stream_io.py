@@ -111,6 +111,41 @@ class FrameStore:
         self.close()
 
 
+def session_frames(path: str, sample_rate: int) -> tuple[int, int]:
+    """(channels, frames at ``sample_rate``) of an audio file from its header; (0, 0) if unreadable
+    (reading it later gives the error)."""
+    try:
+        info = sf.info(path)
+    except Exception:
+        return 0, 0
+    frames = int(np.floor(info.frames * sample_rate / info.samplerate + 0.5)) if info.samplerate else 0
+    return int(info.channels), frames
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without swapping: the system's available memory, or
+    what the control group allows, whichever is less; None when not known (not Linux)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max" and avail is not None:
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
 class _StemReader:
     """One stem file decoded sequentially at the session rate as ``(C, n)`` float32 blocks."""
 

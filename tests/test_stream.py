@@ -157,3 +157,15 @@ def test_render_analyze_and_params_do_not_import_torch(tmp_path, command):
     r = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_mix_too_large_for_memory_fails_before_work(tmp_path, capsys, monkeypatch):
+    import core.stream_io
+
+    paths = _write(tmp_path / "s", seed=5)
+    monkeypatch.setattr(core.stream_io, "available_memory", lambda: 10**8)  # 100 MB left
+    out = tmp_path / "m.wav"
+    assert main(["mix", *paths, "--reference", paths[0], "--out", str(out), "--no-model"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs about 1.2 GB of memory, 0.1 GB is available" in err
+    assert not out.exists()
