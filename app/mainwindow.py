@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         self.analysis.updated.connect(self._show_analysis)
         self.predictor.finished.connect(lambda ok, text: self.statusBar().showMessage(text, 10000))
         self.predictor.progress.connect(lambda d, t, text: self.statusBar().showMessage(text))
+        self.predictor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     # -- status ----------------------------------------------------------------------------------------------
     def _show_audio_status(self) -> None:

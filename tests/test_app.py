@@ -286,6 +286,27 @@ def qtbot_window_refine(qtbot):
     w.shutdown()
 
 
+def test_edits_during_predict_keep_the_users_values(qtbot, qtbot_window_refine):
+    w = qtbot_window_refine
+    m = w.model
+    w.predictor.steps = 3
+    messages = []
+    w.predictor.message.connect(messages.append)
+    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
+        assert w.predictor.start()
+        m.edit(2, "gain_db", -7.5)  # the user moves a fader and a master control while it runs
+        m.edit(-1, "comp_ratio", 3.0)
+        m.edit(2, "gain_db", -7.0)
+    assert sig.args[0] and "2 controls you changed during Predict kept your values" in sig.args[1]
+    assert m.value(2, "gain_db") == -7.0 and m.value(-1, "comp_ratio") == 3.0
+    assert len(messages) == 2 and "keeps your value" in messages[0]
+    assert m.predicted_value(2, "gain_db") != -7.0  # the prediction itself is still shown as a marker
+    changed = np.abs(m.session.params.tracks - m.neutral().tracks)[:, TRACK.predicted_mask]
+    assert (changed > 1e-3).mean() > 0.5  # the rest of the console took the prediction
+    m.undo.undo()  # one undo step takes back the prediction, not the user's edits
+    assert m.value(2, "gain_db") == -7.0
+
+
 # --- sessions -----------------------------------------------------------------------------------------------
 
 def _demo_copy(tmp_path: Path) -> Path:
