@@ -141,6 +141,7 @@ def run_app(argv: list[str] | None = None) -> int:
         window.shutdown()
         return code
     window.show()
+    window.prepare_engine()
     code = app.exec()
     window.shutdown()
     return code

@@ -325,6 +325,18 @@ class MainWindow(QMainWindow):
             return True
         return False
 
+    def prepare_engine(self) -> None:
+        """Compile the audio kernels in the background the first time this version runs (set-up
+        normally did it), saying so in the status bar."""
+        from core import warmup
+
+        if not warmup.pending():
+            return
+        self.audio_label.setText("Preparing the audio engine (once, about a minute)…")
+        self.runner.run("prepare", lambda task: warmup.prepare(),
+                        on_done=lambda _: self._show_audio_status(),
+                        on_error=lambda exc, tb: self._show_audio_status())
+
     # -- audio files -----------------------------------------------------------------------------------------
     def load_audio(self) -> None:
         """Read the session's audio files on a worker; the console fills in when they arrive."""
@@ -333,19 +345,34 @@ class MainWindow(QMainWindow):
             self.model.add_audio({})
             return
         sr = self.model.session.sample_rate
-        self.loading = True
-        self.statusBar().showMessage(f"Loading {len(paths)} audio files…")
+        self._start_loading(len(paths))
         self.runner.run("load", lambda task: load_files(paths, sr, task.report),
-                        on_done=self._audio_loaded, on_error=self._load_failed)
+                        on_done=self._audio_loaded, on_error=self._load_failed,
+                        on_progress=self._loading_progress)
+
+    def _start_loading(self, count: int) -> None:
+        self.loading = True
+        self._loading_progress(0, count, "")
+
+    def _loading_progress(self, done: int, total: int, text: str = "") -> None:
+        """"Loading audio 3/8: bass.wav" in the status bar, and where the strips will appear."""
+        name = os.path.basename(text.removeprefix("Loading ")) if text else ""
+        msg = f"Loading audio {min(done + 1, total)}/{total}" + (f": {name}" if name else "") + "…"
+        self.statusBar().showMessage(msg)
+        self.console.set_loading(msg)
+
+    def _stop_loading(self) -> None:
+        self.loading = False
+        self.console.set_loading(None)
 
     def _audio_loaded(self, audio: dict) -> None:
-        self.loading = False
+        self._stop_loading()
         self.model.add_audio(audio)
         problems = [str(a) for a in audio.values() if isinstance(a, AudioError)]
         self.statusBar().showMessage("; ".join(problems) if problems else "Audio loaded", 10000)
 
     def _load_failed(self, exc, tb) -> None:
-        self.loading = False
+        self._stop_loading()
         self.show_error("Cannot read audio", str(exc))
 
     def add_files(self, paths: list[str]) -> None:
@@ -360,16 +387,17 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot add stems", str(exc))
             return
         sr = self.model.session.sample_rate
-        self.loading = True
+        self._start_loading(len(files))
 
         def job(task):
             audio = load_files(files, sr, task.report)
             return files, audio, {p: import_trim(a) for p, a in audio.items() if isinstance(a, Audio)}
 
-        self.runner.run("add", job, on_done=lambda out: self._files_loaded(*out), on_error=self._load_failed)
+        self.runner.run("add", job, on_done=lambda out: self._files_loaded(*out), on_error=self._load_failed,
+                        on_progress=self._loading_progress)
 
     def _files_loaded(self, files, audio, trims) -> None:
-        self.loading = False
+        self._stop_loading()
         good = [p for p in files if isinstance(audio.get(p), Audio)]
         bad = [str(audio[p]) for p in files if isinstance(audio.get(p), AudioError)]
         room = MAX_TRACKS - self.model.n_tracks

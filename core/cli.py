@@ -327,25 +327,19 @@ def cmd_render(args) -> int:
 
 def cmd_analyze(args) -> int:
     from .audio_io import load_audio, to_stereo
-    from .meter import (
-        af_features_np,
-        integrated_lufs,
-        momentary_lufs,
-        sample_peak_dbfs,
-        short_term_lufs,
-        true_peak_dbtp,
-    )
+    from .meter import af_features_np, meter, sample_peak_dbfs, true_peak_dbtp
 
     reports = []
     for path in args.files:
         a = load_audio(path)
         x = to_stereo(a.data)
         f = af_features_np(x, a.sample_rate)
-        st, mo = short_term_lufs(a.data, a.sample_rate), momentary_lufs(a.data, a.sample_rate)
+        m = meter(a.data, a.sample_rate)  # one K-weighting pass for all three loudness figures
+        st, mo = m.short_term(), m.momentary()
         reports.append({
             "file": path, "channels": a.channels, "seconds": round(a.original_duration, 3),
             "sample_rate": a.original_sample_rate,
-            "integrated_lufs": integrated_lufs(a.data, a.sample_rate),
+            "integrated_lufs": m.integrated(),
             "max_short_term_lufs": float(st.max()) if st.size else -math.inf,
             "max_momentary_lufs": float(mo.max()) if mo.size else -math.inf,
             "true_peak_dbtp": true_peak_dbtp(a.data, a.sample_rate),

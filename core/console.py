@@ -51,7 +51,7 @@ from scipy.fft import next_fast_len
 from torchcomp import compressor_core, ms2coef
 from torchlpc import sample_wise_lpc
 
-from .dsp import LEVEL_FLOOR, MAX_FREQ_FRACTION, RMS_MS  # noqa: F401 (re-exported)
+from .dsp import EQ, LEVEL_FLOOR, MAX_FREQ_FRACTION, RMS_MS  # noqa: F401 (re-exported)
 from .params import EQ_BAND_KEYS, EQ_BAND_TYPES, MASTER, TRACK, Schema
 
 #: Length (samples) of the EQ's impulse response that is applied, and so the zero padding of its FFT
@@ -64,7 +64,6 @@ LONG_CHUNK = 2**17
 
 
 #: The EQ and compressor controls, as sub-schemas of the track strip (same keys on the master bus).
-EQ = Schema("eq", tuple(p for p in TRACK if p.group == "eq"))
 COMP = Schema("comp", tuple(p for p in TRACK if p.group == "dynamics"))
 
 

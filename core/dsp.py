@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .params import EQ_BAND_KEYS, EQ_BAND_TYPES
+from .params import EQ_BAND_KEYS, EQ_BAND_TYPES, TRACK, Schema
 
 #: Time constant of the compressor's RMS detector, ms (``ms2coef`` convention: 10-90 % rise time).
 RMS_MS = 5.0
@@ -26,10 +26,15 @@ LEVEL_FLOOR = 1e-10
 MAX_FREQ_FRACTION = 0.45
 
 
+#: The EQ controls, as a sub-schema of the track strip (same keys on the master bus), in the order
+#: :func:`eq_coeffs` takes them.
+EQ = Schema("eq", tuple(p for p in TRACK if p.group == "eq"))
+
+
 def rbj_biquad(gain_db, freq_hz, q, sample_rate: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """One RBJ cookbook biquad per element: ``(b, a)`` each ``(..., 3)`` float64 with ``a[..., 0] == 1``.
 
-    ``kind``: ``"low_shelf"``, ``"high_shelf"`` or ``"peaking"``.
+    ``kind``: ``"low_shelf"``, ``"high_shelf"``, ``"peaking"`` or ``"high_pass"`` (gain ignored).
     """
     gain_db, freq_hz, q = (np.asarray(v, dtype=np.float64) for v in (gain_db, freq_hz, q))
     amp = 10.0 ** (gain_db / 40.0)
@@ -51,6 +56,13 @@ def rbj_biquad(gain_db, freq_hz, q, sample_rate: float, kind: str) -> tuple[np.n
         a0 = (amp + 1) + (amp - 1) * cos_w0 + 2 * sqrt_a * alpha
         a1 = -2 * ((amp - 1) + (amp + 1) * cos_w0)
         a2 = (amp + 1) + (amp - 1) * cos_w0 - 2 * sqrt_a * alpha
+    elif kind == "high_pass":
+        b0 = (1 + cos_w0) / 2
+        b1 = -(1 + cos_w0)
+        b2 = (1 + cos_w0) / 2
+        a0 = 1 + alpha
+        a1 = -2 * cos_w0
+        a2 = 1 - alpha
     elif kind == "peaking":
         b0 = 1 + alpha * amp
         b1 = -2 * cos_w0

@@ -130,14 +130,13 @@ def _as_channels(x: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def k_weighting_sos(sample_rate: int) -> np.ndarray:
     """K-weighting (pre-filter shelf, then RLB high-pass) as second-order sections ``(2, 6)``
-    ``[b0 b1 b2 1 a1 a2]``, pyloudnorm's design."""
-    from pyloudnorm.iirfilter import IIRfilter
+    ``[b0 b1 b2 1 a1 a2]``: pyloudnorm's design (RBJ shelf of +4 dB at 1500 Hz, Q 1/sqrt 2; RBJ
+    high-pass at 38 Hz, Q 0.5), without importing it (a test holds them equal)."""
+    from .dsp import rbj_biquad
 
-    stages = (
-        IIRfilter(4.0, 1.0 / math.sqrt(2.0), 1500.0, sample_rate, "high_shelf"),
-        IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass"),
-    )
-    sos = np.stack([np.concatenate([s.b, s.a]) / s.a[0] for s in stages])
+    stages = (rbj_biquad(4.0, 1500.0, 1.0 / math.sqrt(2.0), sample_rate, "high_shelf"),
+              rbj_biquad(0.0, 38.0, 0.5, sample_rate, "high_pass"))
+    sos = np.stack([np.concatenate([b, a]) for b, a in stages])
     sos.setflags(write=False)
     return sos
 
@@ -380,10 +379,11 @@ def _polyphase(up: int) -> tuple[np.ndarray, np.ndarray, float]:
     Output sample ``up * n + p`` is ``sum_j coef[p, j] * x[n + off[p, j]]`` (zero outside the signal).
     Phase 0 is the input sample times a gain (returned third, at least 1) and is not listed.
     """
-    from scipy.signal import firwin
-
     half = 10 * up
-    h = firwin(2 * half + 1, 1.0 / up, window=("kaiser", 5.0)) * up
+    # scipy.signal.firwin(2 * half + 1, 1 / up, window=("kaiser", 5.0)), scaled to unit DC gain, times up
+    m = np.arange(2 * half + 1) - half
+    h = np.sinc(m / up) / up * np.kaiser(2 * half + 1, 5.0)
+    h = h / h.sum() * up
     coefs, offs = [], []
     for p in range(up):
         ks = [k for k in range(h.size) if (p + half - k) % up == 0]

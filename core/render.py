@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from .meter import TP_MARGIN, LoudnessMeter, db_to_amp, peak_envelope
+from .meter import TP_MARGIN, LoudnessMeter, _pool, db_to_amp, peak_envelope
 from .params import MASTER
 from .stream_io import FrameStore
 
@@ -67,6 +67,28 @@ def _release(gain: np.ndarray, coef: float, g: float, out: np.ndarray) -> None:
         out[i] = g
 
 
+@njit(nogil=True, cache=True)
+def _running_min(x: np.ndarray, half: int, out: np.ndarray) -> None:
+    """``out[i] = min(x[i - half .. i + half])`` over the part of the window inside ``x`` (as
+    ``scipy.ndimage.minimum_filter1d(x, 2 * half + 1, mode="nearest")``), van Herk / Gil-Werman:
+    three passes whatever the window."""
+    n = x.shape[0]
+    w = 2 * half + 1
+    m = n + 2 * half
+    pad = np.empty(m)
+    for i in range(m):
+        j = i - half
+        pad[i] = x[j] if 0 <= j < n else np.inf
+    g = np.empty(m)
+    h = np.empty(m)
+    for i in range(m):
+        g[i] = pad[i] if i % w == 0 else min(g[i - 1], pad[i])
+    for i in range(m - 1, -1, -1):
+        h[i] = pad[i] if (i % w == w - 1 or i == m - 1) else min(h[i + 1], pad[i])
+    for i in range(n):
+        out[i] = min(h[i], g[i + w - 1])
+
+
 def _chunks(frames: int, size: int = CHUNK):
     for s in range(0, frames, size):
         yield s, min(frames, s + size)
@@ -78,11 +100,22 @@ def _envelope_pass(src: FrameStore, sample_rate: int, loudness: LoudnessMeter | 
     and its maximum; feeds ``loudness`` the signal on the way."""
     env = FrameStore(1, src.frames, folder)
     top = 0.0
+    pool = _pool()
     for s, e in _chunks(src.frames):
         x = src.read(s - TP_MARGIN, e - s + 2 * TP_MARGIN)
-        if loudness is not None:
-            loudness.add(x[:, TP_MARGIN:TP_MARGIN + e - s])
-        v = peak_envelope(x, sample_rate, TP_MARGIN, TP_MARGIN + e - s)
+        n, m = e - s, TP_MARGIN
+        v = np.empty(n)
+        if pool is None:
+            peak_envelope(x, sample_rate, m, m + n, v)
+            if loudness is not None:
+                loudness.add(x[:, m:m + n])
+        else:  # half the envelope on a worker while this thread meters loudness and does the rest
+            half = n // 2
+            job = pool.submit(peak_envelope, x, sample_rate, m, m + half, v[:half])
+            if loudness is not None:
+                loudness.add(x[:, m:m + n])
+            peak_envelope(x, sample_rate, m + half, m + n, v[half:])
+            job.result()
         top = max(top, float(v.max(initial=0.0)))
         env.write(s, v[None].astype(np.float32))
     return env, top
@@ -107,13 +140,13 @@ class _Limiter:
 
     def gain(self, s: int, e: int) -> np.ndarray:
         """Gain for frames ``[s, e)``; chunks must come in order."""
-        from scipy.ndimage import minimum_filter1d
-
         t, look = self.frames, self.look
         end = min(t, e + self.right)  # released gain is needed up to here
         a, b = max(0, s - look), min(t, end + look)
         need = self._need(a, b)
-        held = minimum_filter1d(need, size=2 * look + 1, mode="nearest")[s - a:end - a]
+        held = np.empty(need.shape[0])
+        _running_min(need, look, held)
+        held = held[s - a:end - a]
         released = np.empty(end - s)
         _release(held, self.coef, self._g, released)
         self._g = float(released[e - 1 - s])

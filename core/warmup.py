@@ -165,6 +165,17 @@ def compile_kernels(with_torch: bool = True, verbose: bool = False) -> float:
     return time.perf_counter() - t0
 
 
+def pending(with_torch: bool = False) -> bool:
+    """Whether this version's kernels still need compiling (see :func:`ensure_compiled`)."""
+    return not os.environ.get("STYLEMIX_NO_WARMUP") and not _stamp_ok(with_torch)
+
+
+def prepare(with_torch: bool = False) -> None:
+    """Compile the kernels and remember it (no message: the app shows its own)."""
+    compile_kernels(with_torch)
+    _write_stamp(with_torch)
+
+
 def ensure_compiled(with_torch: bool = False, quiet: bool = False) -> bool:
     """Compile the kernels if this version's cache is not there yet (printing :data:`MESSAGE`
     first). Returns True when it compiled. Never fails: a problem only means compiling on first use."""

@@ -185,3 +185,23 @@ def test_af_features_np_equals_the_torch_features():
         want = af_features(torch.from_numpy(x), 44100)
     for key, value in want.items():
         np.testing.assert_allclose(np.asarray(got[key]), value[0].numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sr", [44100, 48000])
+def test_k_weighting_is_pyloudnorms_design(sr):
+    from pyloudnorm.iirfilter import IIRfilter
+
+    want = [IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sr, "high_shelf"),
+            IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")]
+    for row, f in zip(meter.k_weighting_sos(sr), want, strict=True):
+        np.testing.assert_allclose(row, np.concatenate([f.b, f.a]) / f.a[0], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("n,half", [(1, 3), (5, 2), (10, 66), (1000, 66), (777, 1)])
+def test_running_min_equals_scipys_minimum_filter(n, half):
+    from scipy.ndimage import minimum_filter1d
+
+    x = np.random.default_rng(n).random(n)
+    out = np.empty(n)
+    render._running_min(x, half, out)
+    np.testing.assert_array_equal(out, minimum_filter1d(x, 2 * half + 1, mode="nearest"))
