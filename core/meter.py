@@ -406,63 +406,54 @@ def _polyphase(up: int) -> tuple[np.ndarray, np.ndarray, float]:
     return coef, off, gain0
 
 
-_TP_BLOCK = 256
+_TP_BLOCK = 512
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _tp_envelope(x, start, stop, coef, off, gain0, env):
-    """``env[i - start]`` = largest magnitude of the oversampled signal (and of the sample itself)
-    over output phases of input sample ``i``, all channels, for ``i`` in ``[start, stop)``. ``x (C, n)``
-    holds the context; samples outside it count as zero.
+    """``env[i - start]`` = largest magnitude of the oversampled signal (and of the sample itself,
+    times ``gain0``) over the output phases of input sample ``i``, all channels, for ``i`` in
+    ``[start, stop)``. ``x (C, n)`` holds the context; samples outside it count as zero.
 
-    Interior blocks accumulate tap by tap across ``_TP_BLOCK`` outputs (vectorised, no bounds
-    checks); samples whose taps reach past the ends of ``x`` take the checked path.
+    Each block of ``_TP_BLOCK`` samples is copied with its context into a float64 row, and the
+    taps are accumulated across the block one tap at a time (contiguous slices: vectorised).
     """
     n = x.shape[1]
     up, taps = coef.shape
-    lo_off = 0
-    hi_off = 0
+    lo = 0
+    hi = 0
     for p in range(up):
         for j in range(taps):
-            lo_off = min(lo_off, off[p, j])
-            hi_off = max(hi_off, off[p, j])
-    for i in range(start, stop):
-        env[i - start] = 0.0
+            lo = min(lo, off[p, j])
+            hi = max(hi, off[p, j])
+    left, right = -lo, hi
+    row = np.empty(_TP_BLOCK + left + right)
     acc = np.empty(_TP_BLOCK)
+    for i in range(stop - start):
+        env[i] = 0.0
     for c in range(x.shape[0]):
-        i0 = start
-        while i0 < stop:
-            i1 = min(stop, i0 + _TP_BLOCK)
-            m = i1 - i0
-            for i in range(i0, i1):
-                a = abs(np.float64(x[c, i])) * gain0
-                if a > env[i - start]:
-                    env[i - start] = a
-            if i0 + lo_off >= 0 and i1 - 1 + hi_off < n:
-                for p in range(up):
+        for i0 in range(start, stop, _TP_BLOCK):
+            m = min(_TP_BLOCK, stop - i0)
+            for k in range(m + left + right):
+                j = i0 - left + k
+                row[k] = np.float64(x[c, j]) if 0 <= j < n else 0.0
+            for i in range(m):
+                a = abs(row[left + i]) * gain0
+                if a > env[i0 - start + i]:
+                    env[i0 - start + i] = a
+            for p in range(up):
+                for i in range(m):
+                    acc[i] = 0.0
+                for j in range(taps):
+                    cj = coef[p, j]
+                    o = left + off[p, j]
+                    seg = row[o:o + m]
                     for i in range(m):
-                        acc[i] = 0.0
-                    for j in range(taps):
-                        cj = coef[p, j]
-                        base = i0 + off[p, j]
-                        for i in range(m):
-                            acc[i] += cj * np.float64(x[c, base + i])
-                    for i in range(m):
-                        a = abs(acc[i])
-                        if a > env[i0 - start + i]:
-                            env[i0 - start + i] = a
-            else:
-                for i in range(i0, i1):
-                    for p in range(up):
-                        s = 0.0
-                        for j in range(taps):
-                            k = i + off[p, j]
-                            if k >= 0 and k < n:
-                                s += coef[p, j] * np.float64(x[c, k])
-                        s = abs(s)
-                        if s > env[i - start]:
-                            env[i - start] = s
-            i0 = i1
+                        acc[i] += cj * seg[i]
+                for i in range(m):
+                    a = abs(acc[i])
+                    if a > env[i0 - start + i]:
+                        env[i0 - start + i] = a
 
 
 def peak_envelope(x: np.ndarray, sample_rate: int, start: int = 0, stop: int | None = None,
