@@ -15,9 +15,11 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -91,7 +93,13 @@ class MainWindow(QMainWindow):
         lay.setSpacing(3)
         for w in (self.predict_bar, self.transport, self.overview):
             lay.addWidget(w)
-        lay.addWidget(self.console, 1)
+        # on a short window (1280x720) the console scrolls vertically instead of making the window taller
+        self.console_scroll = QScrollArea()
+        self.console_scroll.setWidget(self.console)
+        self.console_scroll.setWidgetResizable(True)
+        self.console_scroll.setFrameShape(QFrame.NoFrame)
+        self.console_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        lay.addWidget(self.console_scroll, 1)
         self.setCentralWidget(central)
         central.setFocusPolicy(Qt.StrongFocus)  # keys go to the window's shortcuts, not a text field
         central.setFocus()
@@ -100,6 +108,7 @@ class MainWindow(QMainWindow):
         self.analysis_dock.setObjectName("analysis")
         self.analysis_dock.setWidget(self.analysis_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.analysis_dock)
+        self.analysis_dock.setMaximumWidth(300)  # a 1280-pixel window keeps room for the console
         self.audio_label = QLabel("")
         self.statusBar().addPermanentWidget(self.audio_label)
         self.setAcceptDrops(True)  # files dropped anywhere in the window: as on the console

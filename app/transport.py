@@ -73,7 +73,7 @@ class WaveformOverview(pg.PlotWidget):
         self.vb.clicked.connect(lambda x: self.seekRequested.emit(float(np.clip(x, 0, self.duration))))
         self.vb.dragged.connect(self._drag_loop)
         self.setMinimumHeight(70)
-        self.setMaximumHeight(110)
+        self.setMaximumHeight(90)  # spare height goes to the console
 
     def _items(self) -> None:
         colour = theme.MIX

@@ -307,6 +307,72 @@ def test_edits_during_predict_keep_the_users_values(qtbot, qtbot_window_refine):
     assert m.value(2, "gain_db") == -7.0
 
 
+def _leaf_widgets(w: MainWindow):
+    """Visible widgets without visible child widgets, with the part of each that shows on the window."""
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtWidgets import QAbstractScrollArea, QScrollBar, QWidget
+
+    out = []
+    for wd in w.findChildren(QWidget):
+        if not wd.isVisible() or isinstance(wd, QScrollBar):
+            continue
+        if not isinstance(wd, QAbstractScrollArea) and any(
+                isinstance(c, QWidget) and c.isVisible() for c in wd.children()):
+            continue
+        r = QRect(wd.mapTo(w, QPoint(0, 0)), wd.size())
+        p = wd.parentWidget()
+        while p is not None and p is not w:  # what a scroll viewport or a parent clips away is not shown
+            r = r.intersected(QRect(p.mapTo(w, QPoint(0, 0)), p.size()))
+            p = p.parentWidget()
+        if not r.isEmpty():
+            out.append((wd, r))
+    return out
+
+
+def _overlaps(w: MainWindow) -> list[str]:
+    leaves = _leaf_widgets(w)
+    out = []
+    for i, (a, ra) in enumerate(leaves):
+        for b, rb in leaves[i + 1:]:
+            if a.isAncestorOf(b) or b.isAncestorOf(a):
+                continue
+            inter = ra.intersected(rb)
+            if inter.width() > 1 and inter.height() > 1:
+                out.append(f"{type(a).__name__} {ra.getRect()} / {type(b).__name__} {rb.getRect()}")
+    return out
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1600, 1000)])
+@pytest.mark.parametrize("compact", [False, True])
+def test_no_widget_overlaps_another(qtbot, size, compact):
+    from app.main import make_app
+
+    make_app([])  # the app's style and fonts, as `stylemix` runs it
+    w = _make_window(qtbot, load_model=lambda: None)
+    try:
+        _open_demo(qtbot, w)
+        _settle(qtbot, w)
+        w.resize(*size)
+        if compact:
+            w.compact_action.trigger()
+        qtbot.wait(50)
+        assert (w.width(), w.height()) == size  # the window fits the size (nothing forces it larger)
+        assert len(_leaf_widgets(w)) > 100
+        overlaps = _overlaps(w)
+        assert not overlaps, overlaps[:10]
+        from PySide6.QtWidgets import QLabel  # the check finds a widget put over another
+
+        probe = QLabel("probe", w.predict_bar)
+        probe.setGeometry(w.predict_bar.cancel_btn.geometry().adjusted(-20, 0, 0, 0))
+        probe.show()
+        assert any("QLabel" in o for o in _overlaps(w))
+        probe.deleteLater()
+        # the strips' values are all reachable: the console scrolls when the window is short
+        assert w.console_scroll.widget() is w.console
+    finally:
+        w.shutdown()
+
+
 # --- sessions -----------------------------------------------------------------------------------------------
 
 def _demo_copy(tmp_path: Path) -> Path:
