@@ -193,7 +193,15 @@ class MainWindow(QMainWindow):
         if self.engine.available:
             self.audio_label.setText("Audio output ready")
         else:
-            self.audio_label.setText(f"{self.engine.reason} — playback off, everything else works")
+            reason = self.engine.reason or ""
+            if "PortAudio" in reason:
+                words = "No audio output (the PortAudio library is not installed)"
+            elif reason == "audio output disabled":
+                words = "Audio output is off"
+            else:
+                words = "No audio output device found"
+            self.audio_label.setText(f"{words}: playback is off; everything else works")
+            self.audio_label.setToolTip(reason)
             self.audio_label.setStyleSheet(f"color: {theme.PREDICTED.name()};")
 
     def _update_title(self) -> None:

@@ -307,6 +307,18 @@ def test_edits_during_predict_keep_the_users_values(qtbot, qtbot_window_refine):
     assert m.value(2, "gain_db") == -7.0
 
 
+def test_values_read_as_engineers_read_them():
+    from app.widgets.controls import display, parse_value
+
+    pan, freq, gain = TRACK["pan"], TRACK["eq_band3_freq_hz"], TRACK["gain_db"]
+    assert [display(pan, v) for v in (-0.53, 0.001, 0.2)] == ["L 53", "C", "R 20"]
+    assert [parse_value(t, pan) for t in ("L 53", "R20", "C", "-0.3")] == [-0.53, 0.2, 0.0, -0.3]
+    assert [display(freq, v) for v in (1412.3, 999.4, 2200.0)] == ["1.41 kHz", "999 Hz", "2.2 kHz"]
+    assert parse_value("1.41 kHz", freq) == pytest.approx(1410.0)
+    assert display(gain, -0.001) == "+0.0 dB" and display(gain, -6.0) == "-6.0 dB"
+    assert display(TRACK["comp_threshold_db"], -0.01) == "0.0 dB"
+
+
 def _leaf_widgets(w: MainWindow):
     """Visible widgets without visible child widgets, with the part of each that shows on the window."""
     from PySide6.QtCore import QPoint, QRect
