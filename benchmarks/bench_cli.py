@@ -12,6 +12,8 @@ Cases:
   render   stylemix render, 16 stereo stems x 180 s (24-bit WAV) with saved parameters
   analyze  stylemix analyze of a 3-minute stereo song
   params   stylemix params
+  app      the desktop app: process start to window shown, and to the demo session usable (its
+           audio loaded), offscreen, no audio device
   first    first stylemix mix after set-up (a cold copy of the code, then scripts/setup.sh's kernel
            compilation) against the second, 8 stems x 20 s, model + 60 steps
 """
@@ -102,6 +104,45 @@ write_params({str(out)!r}, MixParams(names, tp, MASTER.from_unit(rng.random(len(
     return str(out)
 
 
+_APP = r"""
+import os, sys, time, json
+t0 = time.perf_counter()
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+sys.path.insert(0, {tree!r})
+from app.main import make_app, DEMO_SESSION
+try:
+    app = make_app([], plots=False)
+except TypeError:  # older code: one call does everything
+    app = make_app([])
+try:
+    from app.main import configure_plots, show_splash
+    splash = show_splash(app)
+except ImportError:  # code without a start-up window
+    splash = None
+first = time.perf_counter() - t0
+if splash is not None:
+    configure_plots()
+from app.mainwindow import MainWindow
+w = MainWindow(audio=False)
+w.open_session(str(DEMO_SESSION))
+w.show()
+app.processEvents()
+shown = time.perf_counter() - t0
+while w.loading or w.model.inputs is None:
+    app.processEvents()
+    time.sleep(0.005)
+usable = time.perf_counter() - t0
+print(json.dumps({{"first": first if splash is not None else shown, "shown": shown, "usable": usable}}), flush=True)
+os._exit(0)
+"""
+
+
+def app_times(tree: Path) -> dict:
+    out = subprocess.run([PY, "-c", _APP.format(tree=str(tree))], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, STYLEMIX_NO_WARMUP="1"))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def fmt(r: dict) -> str:
     return f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mb'] / 1024:.2f} GB"
 
@@ -109,7 +150,7 @@ def fmt(r: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline", metavar="REV", help="also run the code of this git revision")
-    ap.add_argument("--cases", default="render,analyze,params,first")
+    ap.add_argument("--cases", default="render,analyze,params,app,first")
     ap.add_argument("--json", metavar="PATH", help="write the numbers here")
     args = ap.parse_args(argv)
     cases = args.cases.split(",")
@@ -146,6 +187,13 @@ def main(argv=None) -> int:
                 r = stylemix(tree, work, "params", env=env)
                 results[f"params/{name}"] = r
                 rows.append(("params", name, "-", fmt(r)))
+        if "app" in cases:
+            for name, tree in trees.items():
+                app_times(tree)  # caches warm
+                r = app_times(tree)
+                results[f"app/{name}"] = r
+                rows.append(("app: first window / main window / demo usable", name, "<= 2 s / - / <= 6 s",
+                             f"{r['first']:.2f} s / {r['shown']:.2f} s / {r['usable']:.2f} s"))
         if "first" in cases:
             demo = ROOT / "assets" / "demo"
             for name, tree in trees.items():
