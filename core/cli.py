@@ -1,10 +1,12 @@
 """``stylemix`` command line.
 
 ``stylemix mix`` turns raw stems plus a reference song into a mix and a full set of console
-parameters; ``render`` re-renders a saved parameter set; ``analyze`` measures files; ``compare`` prints
-the match report of a mix against a reference; ``params`` prints the console's parameter table. With no sub-command (or a session / audio files) it opens the desktop
+parameters; ``render`` re-renders a saved parameter set; ``analyze`` measures files; ``params`` prints
+the console's parameter table. With no sub-command (or a session / audio files) it opens the desktop
 app. Exit status: 0 success, 1 bad input, 2 usage error. Errors are one line on stderr; ``--debug``
 shows tracebacks.
+
+``compare`` prints the match report of a mix against a reference (:mod:`core.report`).
 """
 
 from __future__ import annotations
@@ -366,8 +368,8 @@ def _spectrum_columns(x, sample_rate: int) -> dict:
         a = analyse(x, sample_rate)
     except ValueError:
         return dict.fromkeys(keys)
-    return {"mid_octave_db": dict(zip([label for _, label in OCTAVES],
-                                      [round(float(v), 2) for v in octave_levels_db(a.mid_db)])),
+    octaves = [round(float(v), 2) for v in octave_levels_db(a.mid_db)]
+    return {"mid_octave_db": {label: v for (_, label), v in zip(OCTAVES, octaves, strict=True)},
             "mid_third_octave_db": [round(float(v), 2) for v in a.mid_db],
             "width_db": {k: round(v, 2) for k, v in a.width_db.items()},
             "lra_lu": a.lra_lu, "plr_db": a.plr_db, "low_end_db": a.low_end_db, "air_db": a.air_db}
@@ -413,8 +415,8 @@ def cmd_compare(args) -> int:
     rep = compare_analyses(mix, ref, tuple(args.region) if args.region else None)
     if args.json:
         doc = {"mix": args.mix, "reference": args.reference, "reference_region": args.ref_region,
-               **rep.to_dict(), "smoothed_mid_diff_db": [round(float(v), 3) for v in rep.smoothed_mid_diff_db],
-               "summary": rep.summary()}
+               **rep.to_dict(), "summary": rep.summary(),
+               "smoothed_mid_diff_db": [round(float(v), 3) for v in rep.smoothed_mid_diff_db]}
         print(json.dumps(doc, indent=2))
         return 0
     where = "whole song" if args.region is None else f"{args.region[0]:g}-{args.region[1]:g} s"

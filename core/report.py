@@ -135,7 +135,7 @@ def _floored(levels: np.ndarray) -> np.ndarray:
     return np.maximum(levels, levels[SCORED].max() - BAND_FLOOR_DB)
 
 
-def _side_floored(a: "Analysis") -> np.ndarray:
+def _side_floored(a: Analysis) -> np.ndarray:
     """Side levels, none below :data:`WIDTH_FLOOR_DB` under the (floored) mid band."""
     return np.maximum(a.side_db, _floored(a.mid_db) + WIDTH_FLOOR_DB)
 

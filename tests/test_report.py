@@ -54,7 +54,8 @@ def test_tilt_reads_three_db_per_octave_in_every_band(pink):
     octaves = [ideal[i:i + 3].mean() for i, _ in OCTAVES]  # power sums of a linear slope: the middle band
     assert np.allclose(rep.octave_diff_db, octaves, atol=0.2)
     k = int(np.argmax(np.abs(octaves)))
-    assert rep.worst_octave == OCTAVES[k][1] and rep.worst_octave_db == pytest.approx(abs(octaves[k]), abs=0.2)
+    assert rep.worst_octave == OCTAVES[k][1]
+    assert rep.worst_octave_db == pytest.approx(abs(octaves[k]), abs=0.2)
     # a tilt changes neither the image nor (much) the dynamics of noise
     assert rep.width_deviation_db < 0.3
     assert rep.low_end_db[0] < rep.low_end_db[1] and rep.air_db[0] > rep.air_db[1]
