@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .features import _block_means, _gated_lufs, _k_power, _power_to_lufs, true_peak_dbtp
+from .features import integrated_lufs, short_term_lufs, true_peak_dbtp
 
 #: Exact 1/3-octave centres (base 2, 1 kHz reference) for the ISO nominal bands 31.5 Hz ... 16 kHz.
 CENTRES_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
@@ -168,15 +168,14 @@ def width_db(mid: np.ndarray, side: np.ndarray, sample_rate: int, n_fft: int) ->
     return out
 
 
+def _power_to_lufs(z):
+    with np.errstate(divide="ignore"):
+        return -0.691 + 10.0 * np.log10(z)
+
+
 def loudness_range(x: np.ndarray, sample_rate: int) -> float:
     """Loudness range (EBU Tech 3342), LU: spread of the gated short-term loudness (10th-95th percentile)."""
-    x = np.asarray(x, dtype=np.float64)
-    return _loudness_range(_k_power(x[None] if x.ndim == 1 else x, sample_rate), sample_rate)
-
-
-def _loudness_range(k_power: np.ndarray, sample_rate: int) -> float:
-    """:func:`loudness_range` from the K-weighted power (short-term: 3 s windows every 0.1 s)."""
-    st = _power_to_lufs(_block_means(k_power, round(3.0 * sample_rate), round(0.1 * sample_rate)))
+    st = short_term_lufs(x, sample_rate, hop_s=0.1)
     st = st[st > -70.0]
     if st.size < 2:
         return 0.0
@@ -242,8 +241,7 @@ def analyse(x: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
         if start >= duration:
             raise ValueError(f"region {start:g}-{end:g} s starts after the end ({duration:.1f} s)")
         x = x[:, int(round(start * sample_rate)):int(round(end * sample_rate))]
-    k_power = _k_power(x, sample_rate)  # shared by the integrated loudness and the loudness range
-    lufs = _gated_lufs(_block_means(k_power, round(0.4 * sample_rate), round(0.1 * sample_rate)))
+    lufs = integrated_lufs(x, sample_rate)
     if not math.isfinite(lufs):
         raise ValueError("silent (no loudness to match)")
     gain_db = target_lufs - lufs
@@ -257,7 +255,7 @@ def analyse(x: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
     return Analysis(
         lufs=float(lufs), mid_db=band_levels_db(mid, sample_rate, n_fft),
         side_db=band_levels_db(side, sample_rate, n_fft), width_db=width_db(mid, side, sample_rate, n_fft),
-        crest_db=crest_factor_db(x, sample_rate), lra_lu=_loudness_range(k_power, sample_rate),
+        crest_db=crest_factor_db(x, sample_rate), lra_lu=loudness_range(x, sample_rate),
         plr_db=float(true_peak_dbtp(x, sample_rate) - lufs), low_end_db=float(low), air_db=float(air))
 
 
