@@ -31,7 +31,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .features import integrated_lufs, short_term_lufs, true_peak_dbtp
+try:  # the torch-free loudness meter, where the tree has it (core.features re-exports it with torch)
+    from .meter import integrated_lufs, short_term_lufs, true_peak_dbtp
+except ImportError:
+    from .features import integrated_lufs, short_term_lufs, true_peak_dbtp
 
 #: Exact 1/3-octave centres (base 2, 1 kHz reference) for the ISO nominal bands 31.5 Hz ... 16 kHz.
 CENTRES_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
