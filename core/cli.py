@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "loudness: tonal balance (mix minus reference per 1/3 octave of the "
                                    "mid signal, per octave, tonal deviation, worst octave, worst bands), "
                                    "width (side/mid) in low/mid/high, dynamics (crest factor, loudness "
-                                   "range, peak-to-loudness ratio), low end and air.")
+                                   "range, peak-to-loudness ratio), low end and air. Differences "
+                                   "are mix minus reference: + means the mix has more.")
     p.add_argument("mix", metavar="MIX", help="the mix (audio file)")
     p.add_argument("reference", metavar="REF", help="the reference song (audio file)")
     p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
