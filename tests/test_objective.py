@@ -166,4 +166,4 @@ def test_prior_keeps_an_impossible_boost_within_its_bound():
     flat = _render(inputs, inputs.default_params())
     band = slice(18, 21)  # the 2, 2.5 and 3.15 kHz bands
     gain = analyse(mix, SR).mid_db[band].mean() - analyse(flat, SR).mid_db[band].mean()
-    assert gain > 4.0
+    assert gain > 3.0
