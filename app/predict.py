@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.paramfile import MixParams
 from core.params import MASTER, TRACK
+from core.suggest import SuggestConfig, Suggestion, suggest
 
 from .model import MASTER_TRACK, schema_for
 
@@ -39,39 +40,35 @@ class PredictJob:
     steps: int
     region: tuple[float, float] | None
     load_model: Callable
+    prior: float = 1.0
+    reference_kind: str = "auto"
 
-    def __call__(self, task) -> MixParams:
-        from core.refine import RefineConfig, refine
-
-        task.report(0, self.steps + 1, "Loading model…")
+    def __call__(self, task) -> Suggestion:
+        """The core pipeline (:func:`core.suggest.suggest`) with the task's progress and Cancel."""
+        where = (f"loop {self.region[0]:.1f}-{self.region[1]:.1f} s · " if self.region is not None else "")
+        task.report(0, self.steps + 1, where + "Loading model…")
         model = self.load_model()
         task.check()
-        init = self._start(model, task)
-        cfg = RefineConfig(steps=self.steps, region=self.region)
-        if self.steps <= 0:
-            return init
+        cfg = SuggestConfig(steps=self.steps, region=self.region, prior=self.prior,
+                            reference_kind=self.reference_kind)
 
-        def callback(step, steps, loss):
-            return task.report(step + 1, steps + 1, f"Refining: AF loss {loss:.4f}")
+        def progress(done, total, message):
+            return task.report(done, total, where + message)
 
-        result = refine(self.inputs, init, cfg, self.lock_tracks, self.lock_master, callback)
+        result = suggest(self.inputs, model, cfg, current=self.current, lock_tracks=self.lock_tracks,
+                         lock_master=self.lock_master, progress=progress)
         task.check()
-        return result.params
+        return result
 
-    def _start(self, model, task) -> MixParams:
-        """Model prediction (or the neutral console), with locked values put back."""
-        if model is None:
-            init = self.inputs.default_params()
-        else:
-            from core.predict import predict
 
-            task.report(0, self.steps + 1, "Predicting…")
-            init = predict(self.inputs, model, self.region)
-        ti = TRACK.index("trim_db")
-        init.tracks[:, ti] = self.current.tracks[:, ti]
-        init.tracks[self.lock_tracks] = self.current.tracks[self.lock_tracks]
-        init.master[self.lock_master] = self.current.master[self.lock_master]
-        return init
+def describe(result: Suggestion) -> str:
+    """``", loop 4.7-7.9 s analysed, reference: same song (score 0.91)"``: what Predict decided."""
+    parts = []
+    if result.region is not None:
+        parts.append(f"loop {result.region[0]:.1f}-{result.region[1]:.1f} s analysed with the whole song as context")
+    if result.detection:
+        parts.append(f"reference: {result.detection.get('text', result.reference_kind)}")
+    return (", " + ", ".join(parts)) if parts else ""
 
 
 class PredictController(QObject):
@@ -90,6 +87,9 @@ class PredictController(QObject):
         super().__init__(parent)
         self.model, self.runner, self.load_model = model, runner, load_model
         self.steps = DEFAULT_STEPS
+        self.reference_kind = "auto"  # Mix > Reference is…: auto, same-song, other
+        self.prior = 1.0
+        self.last: Suggestion | None = None
         self.task = None
         self._before = None  # the console when the run started
         self._touched: set[tuple[int, str]] = set()
@@ -142,7 +142,7 @@ class PredictController(QObject):
             return False
         s = self.model.session
         job = PredictJob(self.model.inputs, s.params.copy(), s.lock_tracks.copy(), s.lock_master.copy(),
-                         self.steps, s.loop, self.load_model)
+                         self.steps, s.loop, self.load_model, self.prior, self.reference_kind)
         self._before, self._touched = s.params.copy(), set()
         self.task = self.runner.run("predict", job, on_done=self._done, on_error=self._failed,
                                     on_progress=self.progress.emit, on_cancel=self._cancelled)
@@ -153,18 +153,21 @@ class PredictController(QObject):
         if self.task is not None:
             self.task.cancel()
 
-    def _done(self, params: MixParams) -> None:
+    def _done(self, result: Suggestion) -> None:
         self.task = None
+        params = result.params
         if len(params.names) != self.model.n_tracks:  # strips changed meanwhile: the result no longer fits
             self.finished.emit(False, "Tracks changed during Predict; run it again")
             return
+        self.last = result
         keep_t, keep_m = self._kept()
         self.model.apply_prediction(params, keep_t, keep_m)
         kept = int(keep_t.sum() + keep_m.sum()) if keep_t is not None else 0
         note = (f"; {kept} control{'s' if kept != 1 else ''} you changed during Predict kept your value"
                 f"{'s' if kept != 1 else ''}") if kept else ""
         self._before, self._touched = None, set()
-        self.finished.emit(True, f"Prediction applied{note} (Edit > Undo restores the previous console)")
+        self.finished.emit(True, f"Prediction applied{describe(result)}{note} "
+                                 "(Edit > Undo restores the previous console)")
 
     def _failed(self, exc: BaseException, tb: str) -> None:
         self.task = None

@@ -132,7 +132,8 @@ while w.loading or w.model.inputs is None:
     app.processEvents()
     time.sleep(0.005)
 usable = time.perf_counter() - t0
-print(json.dumps({{"first": first if splash is not None else shown, "shown": shown, "usable": usable}}), flush=True)
+print(json.dumps({{"first": first if splash is not None else shown, "shown": shown,
+                  "usable": usable}}), flush=True)
 os._exit(0)
 """
 
