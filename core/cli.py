@@ -113,7 +113,9 @@ def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="render stems with a saved parameter set",
                        description="Re-render STEMs with the console parameters in P.json (tracks are "
-                                   "matched by name).")
+                                   "matched by name). Works at any length with flat memory: with the "
+                                   "streaming engine the stems are read, and the output written, in "
+                                   "blocks.")
     p.add_argument("stems", nargs="+", metavar="STEM", help="stem files or folders of stems")
     p.add_argument("--params", required=True, metavar="P.json", help="parameter file from 'mix --params-out'")
     _add_output_args(p, "re-normalise the output to this loudness, LUFS (default: as the parameters give)")

@@ -240,3 +240,6 @@ from .meter import (  # noqa: E402,F401  (re-exported)
     short_term_lufs,
     true_peak_dbtp,
 )
+from .meter import gated_lufs as _gated_lufs  # noqa: E402,F401  (older private names)
+from .meter import gating_blocks as _gating_blocks  # noqa: E402,F401
+from .meter import k_weighting_sos as _k_weighting_sos  # noqa: E402,F401
