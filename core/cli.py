@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,9 +28,10 @@ class CliError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .audio_io import AudioError
+    from .fileio import OutputError, WriteError
     from .paramfile import ParamsError
 
-    errors: list[type[BaseException]] = [CliError, AudioError, ParamsError]
+    errors: list[type[BaseException]] = [CliError, AudioError, ParamsError, OutputError, WriteError]
     try:
         from .checkpoint import CheckpointError
 
@@ -145,6 +147,13 @@ def _print_inputs(inputs, out=None) -> None:
     for name, seconds in inputs.padded:
         print(f"  note: {name} is {seconds:.2f} s long, padded with silence to {inputs.duration:.2f} s",
               file=out)
+    _warn_dc(inputs)
+
+
+def _warn_dc(inputs) -> None:
+    for path, share in inputs.dc_removed:
+        print(f"stylemix: warning: {path} is mostly DC ({share:.0%} of its energy); DC removed (high-passed)",
+              file=sys.stderr)
 
 
 def _progress(total: int, label: str):
@@ -160,8 +169,32 @@ def _progress(total: int, label: str):
     return bar, callback
 
 
-def _finish(inputs, params, args, fmt: str, loudness: float | None):
-    """Render, match loudness with the master fader, limit to the ceiling, write atomically.
+def _guard_outputs(args, fmt: str, protect: list) -> dict:
+    """Before any work: expand the stems, check the stem count, refuse outputs that would destroy an
+    input (or a file stylemix did not write) and unwritable output folders.
+
+    Returns what :func:`core.export.export_mix` needs to check the same again (``stem_files``,
+    ``protect``).
+    """
+    from .audio_io import expand_paths, unique_names
+    from .engine import StreamingConsole
+    from .export import check_export_paths
+
+    if args.engine == "torch" and args.stems_out:
+        raise CliError("--stems-out needs the streaming engine (--engine stream)")
+    files = expand_paths(args.stems)
+    if len(files) > StreamingConsole.MAX_TRACKS:
+        raise CliError(f"{len(files)} stems given; the console takes at most {StreamingConsole.MAX_TRACKS}")
+    protect = [os.fspath(p) for p in protect if p]
+    extra = [("--params-out", args.params_out)] if getattr(args, "params_out", None) else []
+    check_export_paths(args.out, args.stems_out, unique_names(Path(f).stem for f in files), fmt,
+                       stem_files=files, protect=protect, extra_outputs=extra,
+                       stem_folders=[p for p in args.stems if os.path.isdir(p)], labels=("--out", "--stems-out"))
+    return {"stem_files": files, "protect": protect}
+
+
+def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard: dict):
+    """Render, match loudness with the master fader, limit to the ceiling, stage in ``group``.
 
     Returns (params as written, console loudness, output loudness, output true peak).
     """
@@ -172,12 +205,10 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
     sr = inputs.sample_rate
     if args.engine == "torch":
-        if args.stems_out:
-            raise CliError("--stems-out needs the streaming engine (--engine stream)")
         mix = render_mix(inputs, params, engine="torch")
         before = integrated_lufs(mix, sr)
         mix, params = output_stage(mix, sr, params, loudness, args.ceiling)
-        write_audio(args.out, mix, sr, format=fmt, bits=args.bits)
+        write_audio(args.out, mix, sr, format=fmt, bits=args.bits, group=group)
         return params, before, integrated_lufs(mix, sr), true_peak_dbtp(mix, sr)
     from tqdm import tqdm
 
@@ -187,7 +218,7 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
         res = export_mix(inputs.stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
                          loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
-                         names=inputs.names)
+                         names=inputs.names, group=group, **guard)
     from .params import MASTER
 
     # the console's own loudness: the output's, less the master-fader move (the limiter's share is
@@ -224,8 +255,20 @@ def _initial_params(inputs, args, region):
     return init, "model"
 
 
+def _checkpoint(args) -> str | None:
+    """The checkpoint ``mix`` reads (protected from being overwritten), if any."""
+    if args.params_in or args.no_model:
+        return None
+    if args.model:
+        return args.model
+    from .predict import DEFAULT_MODEL_PATH
+
+    return str(DEFAULT_MODEL_PATH)
+
+
 def cmd_mix(args) -> int:
     from .features import integrated_lufs
+    from .fileio import WriteGroup
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
     from .refine import RefineConfig, evaluate, refine
@@ -234,7 +277,8 @@ def cmd_mix(args) -> int:
     fmt = _out_format(args)
     if args.steps < 0:
         raise CliError(f"--steps must be >= 0, got {args.steps}")
-    inputs = load_inputs(args.stems, args.reference, args.sample_rate)
+    guard = _guard_outputs(args, fmt, [args.reference, args.params_in, _checkpoint(args)])
+    inputs = load_inputs(guard["stem_files"], args.reference, args.sample_rate)
     _print_inputs(inputs)
     if inputs.silent.all():
         raise CliError("every stem is silent: nothing to mix")
@@ -262,9 +306,11 @@ def cmd_mix(args) -> int:
     target = ref_lufs if args.loudness is None else args.loudness
     if not math.isfinite(target):
         raise CliError(f"{args.reference}: reference has no measurable loudness")
-    params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target)
-    if args.params_out:
-        write_params(args.params_out, params)
+    with WriteGroup() as outputs:  # the mix, its params and the stems land together or not at all
+        params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target, outputs, guard)
+        if args.params_out:
+            write_params(args.params_out, params, group=outputs)
+        outputs.commit()
     steps = f"{args.steps} refine steps" if args.steps else "no refinement"
     print(f"AF loss vs reference: equal-loudness sum {baseline:.4f} -> {source} {start:.4f} -> mix "
           f"{loss1:.4f} ({steps}; {loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum)")
@@ -278,15 +324,20 @@ def cmd_mix(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from .fileio import WriteGroup
     from .paramfile import read_params
     from .prepare import load_inputs
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
+    guard = _guard_outputs(args, fmt, [args.params])
     saved = read_params(args.params)
-    inputs = load_inputs(args.stems, None, args.sample_rate)
+    inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
+    _warn_dc(inputs)
     params = saved.select(inputs.names, args.params)
-    params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness)
+    with WriteGroup() as outputs:
+        params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
+        outputs.commit()
     print(f"rendered {len(inputs.names)} stems, {inputs.duration:.1f} s: {after:.1f} LUFS, "
           f"true peak {peak:.1f} dBTP -> {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -367,6 +418,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stylemix: interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError) as e:  # anything the checks above did not foresee: still one line
+        if args.debug:
+            raise
+        print(f"stylemix: error: {_describe(e)}", file=sys.stderr)
+        return 1
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory (try fewer or shorter stems, or close other programs)"
+    if getattr(e, "filename", None) and getattr(e, "strerror", None):
+        return f"{e.filename}: {e.strerror}"
+    return " ".join((str(e) or type(e).__name__).splitlines())
 
 
 def _open_app(argv: list[str]) -> int:
