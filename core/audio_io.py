@@ -173,7 +173,7 @@ def dc_share(data: np.ndarray, block: int = 1 << 20) -> float:
 
 
 def remove_dc(data: np.ndarray, sample_rate: int) -> np.ndarray:
-    """High-pass ``(channels, frames)`` at :data:`DC_HIGHPASS_HZ`, zero-phase (no shift, no start-up thump)."""
+    """High-pass ``(channels, frames)`` at :data:`DC_HIGHPASS_HZ`, zero-phase (no shift, no thump)."""
     from scipy.signal import butter, sosfiltfilt
 
     sos = butter(2, DC_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos")

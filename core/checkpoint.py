@@ -152,11 +152,11 @@ def _check_bounds(path: Path, stored: dict) -> None:
         if not isinstance(value, kinds) or isinstance(value, bool) or not lo <= value <= hi:
             raise CheckpointError(f"{path}: model config {key} = {repr(value)[:40]} is not "
                                   f"{'a whole number' if whole else 'a number'} within {lo:g}..{hi:g}")
-    channels = stored.get("cnn_channels", ())
+    channels = stored.get("cnn_channels", ModelConfig.cnn_channels)
     if not isinstance(channels, (list, tuple)) or not 1 <= len(channels) <= _MAX_CNN_BLOCKS or not all(
             isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= _MAX_CNN_CHANNELS for c in channels):
-        raise CheckpointError(f"{path}: model config cnn_channels must be 1 to {_MAX_CNN_BLOCKS} whole numbers "
-                              f"within 1..{_MAX_CNN_CHANNELS}")
+        raise CheckpointError(f"{path}: model config cnn_channels must be 1 to {_MAX_CNN_BLOCKS} whole "
+                              f"numbers within 1..{_MAX_CNN_CHANNELS}")
     if stored.get("hop", 1) > stored.get("n_fft", ModelConfig.n_fft):
         raise CheckpointError(f"{path}: model config hop is longer than n_fft")
 

@@ -189,7 +189,8 @@ def _guard_outputs(args, fmt: str, protect: list) -> dict:
     extra = [("--params-out", args.params_out)] if getattr(args, "params_out", None) else []
     check_export_paths(args.out, args.stems_out, unique_names(Path(f).stem for f in files), fmt,
                        stem_files=files, protect=protect, extra_outputs=extra,
-                       stem_folders=[p for p in args.stems if os.path.isdir(p)], labels=("--out", "--stems-out"))
+                       stem_folders=[p for p in args.stems if os.path.isdir(p)],
+                       labels=("--out", "--stems-out"))
     return {"stem_files": files, "protect": protect}
 
 

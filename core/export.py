@@ -139,6 +139,9 @@ def check_export_paths(out_path, stems_dir=None, names: Iterable[str] = (), ext:
             stem_paths.append(path)
         outputs += [(stems_label, p) for p in stem_paths]
     check_outputs(outputs, [*stem_files, *protect])
+    for label, p in outputs[: len(outputs) - len(stem_paths)]:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(p))):
+            raise OutputError(f"{label} {p}: folder {os.path.dirname(os.path.abspath(p))} does not exist")
     folders = {os.path.dirname(os.path.abspath(p)): f"{label} {p}" for label, p in outputs}
     if stems_dir is not None and not os.path.isdir(stems_dir):
         folders[os.path.abspath(stems_dir)] = f"{stems_label} {stems_dir}"
@@ -209,15 +212,15 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
     out_path = os.fspath(out_path)
     ext = _check_output(out_path, fmt, bits)
     arr, stereo = as_stems(stems, stereo)
-    n_tracks, total = arr.shape[0], arr.shape[2]
+    n_tracks = arr.shape[0]
     names = list(names) if names is not None else [f"track{i + 1:02d}" for i in range(n_tracks)]
     if len(names) != n_tracks:
         raise ValueError(f"{len(names)} names for {n_tracks} stems")
     planned = check_export_paths(out_path, stems_dir, names, ext, stem_files=stem_files, protect=protect)
     with nullcontext(group) if group is not None else WriteGroup() as files:
-        result = _render_and_stage(files, arr, stereo, names, track_params, master_params, sr, out_path, ext,
-                                   bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute, solo,
-                                   threads, measure)
+        result = _render_and_stage(files, arr, stereo, names, track_params, master_params, sr, out_path,
+                                   ext, bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute,
+                                   solo, threads, measure)
         if group is None:
             files.commit()
     return result

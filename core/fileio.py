@@ -73,7 +73,8 @@ def write_error(exc: BaseException, path: str | os.PathLike, folder: str | None 
         return exc
     path, folder = os.fspath(path), folder or _folder_of(path)
     code = getattr(exc, "errno", None)
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or (code is None and _nearly_full(folder)):
+    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if code in full or (code is None and _nearly_full(folder)):
         problem = f"disk full in {folder} (nothing was written; existing files are unchanged)"
     elif code == errno.EROFS:
         problem = f"{folder} is on a read-only file system"

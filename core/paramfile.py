@@ -80,7 +80,8 @@ class MixParams:
         row = {n: i for i, n in reversed(list(enumerate(self.names)))}
         missing = [n for n in names if n not in row]
         if missing:
-            have = ", ".join(self.names[:20]) + (f" and {len(self.names) - 20} more" if len(self.names) > 20 else "")
+            more = len(self.names) - 20
+            have = ", ".join(self.names[:20]) + (f" and {more} more" if more > 0 else "")
             raise ParamsError(f"{where}: no parameters for track(s) {', '.join(missing)} (file has {have})")
         idx = [row[n] for n in names]
         return MixParams(list(names), self.tracks[idx].copy(), self.master.copy(),
@@ -102,7 +103,8 @@ def is_finite_number(value) -> bool:
         return False
 
 
-def _short(value, limit: int = 40) -> str:
+def short_repr(value, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile value never floods a message."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -112,9 +114,9 @@ def _check_values(values, schema: Schema, where: str) -> np.ndarray:
         raise ParamsError(f"{where}: expected an object of parameter values")
     for key, value in values.items():
         if key not in schema:
-            raise ParamsError(f"{where}: unknown {schema.name} parameter {_short(key)}")
+            raise ParamsError(f"{where}: unknown {schema.name} parameter {short_repr(key)}")
         if not is_finite_number(value):
-            raise ParamsError(f"{where}: {key} must be a finite number, got {_short(value)}")
+            raise ParamsError(f"{where}: {key} must be a finite number, got {short_repr(value)}")
         p = schema[key]
         if not (p.min - 1e-6 <= value <= p.max + 1e-6):
             raise ParamsError(f"{where}: {key} = {value:g} is outside {p.min:g}..{p.max:g}")
@@ -126,7 +128,7 @@ def from_json(doc, path: str = "params") -> MixParams:
     if not isinstance(doc, dict) or "tracks" not in doc or "master" not in doc:
         raise ParamsError(f"{path}: not a stylemix params file (needs 'schema', 'tracks', 'master')")
     if doc.get("schema") != fingerprint():
-        raise ParamsError(f"{path}: made for console schema {_short(doc.get('schema'))}, "
+        raise ParamsError(f"{path}: made for console schema {short_repr(doc.get('schema'))}, "
                           f"this version uses {fingerprint()!r}")
     tracks = doc["tracks"]
     if not isinstance(tracks, list) or not tracks:
@@ -137,19 +139,21 @@ def from_json(doc, path: str = "params") -> MixParams:
             raise ParamsError(f"{path}: track {i + 1} has no 'params'")
         for key, kind in (("name", str), ("file", str), ("stereo", bool)):
             if t.get(key) is not None and not isinstance(t[key], kind):
-                raise ParamsError(f"{path}: track {i + 1}: '{key}' must be a {kind.__name__}, got {_short(t[key])}")
+                raise ParamsError(f"{path}: track {i + 1}: '{key}' must be a {kind.__name__}, "
+                                  f"got {short_repr(t[key])}")
         name = t.get("name") or Path(t.get("file") or f"track{i + 1}").stem
         if name in seen:  # a set: linear in the number of tracks
-            raise ParamsError(f"{path}: track name {_short(name)} appears twice")
+            raise ParamsError(f"{path}: track name {short_repr(name)} appears twice")
         seen.add(name)
         names.append(name)
         files.append(t.get("file") or "")
         stereo.append(bool(t.get("stereo", False)))
-        rows.append(_check_values(t["params"], TRACK, f"{path}: track {_short(name)}"))
+        rows.append(_check_values(t["params"], TRACK, f"{path}: track {short_repr(name)}"))
     master = _check_values(doc["master"], MASTER, f"{path}: master")
     sr = doc.get("sample_rate", 44100)
     if not isinstance(sr, int) or isinstance(sr, bool) or not 8000 <= sr <= 384000:
-        raise ParamsError(f"{path}: sample_rate must be a whole number of Hz (8000 to 384000), got {_short(sr)}")
+        raise ParamsError(f"{path}: sample_rate must be a whole number of Hz (8000 to 384000), "
+                          f"got {short_repr(sr)}")
     return MixParams(names, np.array(rows), master, files, stereo, sr)
 
 
@@ -184,7 +188,8 @@ def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, max_
     except OSError as e:
         raise error(f"{p}: cannot read ({e.strerror or e.__class__.__name__})") from None
     if max(size, len(data)) > max_bytes:
-        raise error(f"{p}: file is {max(size, len(data)) / 1e6:.1f} MB, more than the {max_bytes / 1e6:.0f} MB "
+        raise error(f"{p}: file is {max(size, len(data)) / 1e6:.1f} MB, "
+                    f"more than the {max_bytes / 1e6:.0f} MB "
                     f"a stylemix file can be (refused unread)")
     try:
         return json.loads(data.decode("utf-8-sig"), parse_int=_parse_int)

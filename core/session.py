@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import SUPPORTED_RATES
-from .paramfile import MixParams, is_finite_number, read_json, write_json_atomic
+from .paramfile import MixParams, is_finite_number, read_json, short_repr, write_json_atomic
 from .params import MASTER, TRACK, Schema, fingerprint
 
 FORMAT = "stylemix-session"
@@ -283,11 +283,7 @@ class _Reader:
 
 
 _is_number = is_finite_number
-
-
-def _short(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
+_short = short_repr
 
 
 def from_json(doc, base_dir: str, where: str = "session") -> Session:
@@ -374,7 +370,7 @@ def _parse(doc, base_dir: str, where: str) -> Session:
         return from_json(doc, base_dir, where)
     except SessionError:
         raise
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, AttributeError, LookupError, OverflowError, RecursionError) as exc:
         reason = " ".join(str(exc).split())[:100] or type(exc).__name__
         raise SessionError(f"{where}: damaged session file ({reason})") from None
 

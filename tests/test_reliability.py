@@ -74,45 +74,50 @@ def work(material, tmp_path):
 
 # --- 1. inputs are sacred ---------------------------------------------------------------------------------
 
-def _outputs_onto_inputs(w: Path):
-    stems, ref, params = w / "stems", str(w / "reference_0.wav"), str(w / "params.json")
-    os.link(w / "stems" / "bass.wav", w / "bass_link.wav")
-    os.symlink(ref, w / "ref_symlink.wav")
-    mix = ["mix", str(stems), "--reference", ref, *FAST]
-    render = ["render", str(stems), "--params", params]
-    return {
-        "out is a stem": (mix + ["--out", str(stems / "kick.wav")], "kick.wav"),
-        "out is the reference": (mix + ["--out", ref], "reference_0.wav"),
-        "out is a hard link to a stem": (mix + ["--out", str(w / "bass_link.wav")], "bass.wav"),
-        "out is a symlink to the reference": (mix + ["--out", str(w / "ref_symlink.wav")], "reference_0.wav"),
-        "params-out is a stem": (mix + ["--out", str(w / "m.wav"), "--params-out", str(stems / "pad.wav")],
-                                 "pad.wav"),
-        "params-out is params-in": (mix + ["--out", str(w / "m.wav"), "--params-in", params,
-                                           "--params-out", params], "params.json"),
-        "params-out is the checkpoint": (
-            ["mix", str(stems), "--reference", ref, "--model", params, "--out", str(w / "m.wav"),
-             "--params-out", params], "params.json"),
-        "stems-out is the stems' folder": (mix + ["--out", str(w / "m.wav"), "--stems-out", str(stems)],
-                                           "stems"),
-        "stems-out is the stems' folder by another name": (
-            mix + ["--out", str(w / "m.wav"), "--stems-out", str(stems / ".." / "stems")], "stems"),
-        "render out is a stem": (render + ["--out", str(stems / "lead.wav")], "lead.wav"),
-        "render out is its params": (render + ["--out", params, "--format", "wav"], "params.json"),
-        "params-out is out": (mix + ["--out", str(w / "m.wav"), "--params-out", str(w / "m.wav")], "m.wav"),
-    }
+def _mix(w: Path, *more: str) -> list[str]:
+    return ["mix", str(w / "stems"), "--reference", str(w / "reference_0.wav"), *FAST, *more]
 
 
-CASES = [
-    "out is a stem", "out is the reference", "out is a hard link to a stem", "out is a symlink to the reference",
-    "params-out is a stem", "params-out is params-in", "params-out is the checkpoint",
-    "stems-out is the stems' folder", "stems-out is the stems' folder by another name", "render out is a stem",
-    "render out is its params", "params-out is out"]
+def _render(w: Path, *more: str) -> list[str]:
+    return ["render", str(w / "stems"), "--params", str(w / "params.json"), *more]
 
 
-@pytest.mark.parametrize("case", CASES)
+# case -> (argv for the work folder w, the input the error must name)
+ONTO_INPUTS = {
+    "out is a stem": (lambda w: _mix(w, "--out", str(w / "stems" / "kick.wav")), "kick.wav"),
+    "out is the reference": (lambda w: _mix(w, "--out", str(w / "reference_0.wav")), "reference_0.wav"),
+    "out is a hard link to a stem": (lambda w: _mix(w, "--out", str(w / "bass_link.wav")), "bass.wav"),
+    "out is a symlink to the reference": (lambda w: _mix(w, "--out", str(w / "ref_symlink.wav")),
+                                          "reference_0.wav"),
+    "params-out is a stem": (lambda w: _mix(w, "--out", str(w / "m.wav"), "--params-out",
+                                            str(w / "stems" / "pad.wav")), "pad.wav"),
+    "params-out is params-in": (
+        lambda w: _mix(w, "--out", str(w / "m.wav"), "--params-in", str(w / "params.json"), "--params-out",
+                       str(w / "params.json")), "params.json"),
+    "params-out is the checkpoint": (
+        lambda w: ["mix", str(w / "stems"), "--reference", str(w / "reference_0.wav"), "--model",
+                   str(w / "params.json"), "--out", str(w / "m.wav"), "--params-out", str(w / "params.json")],
+        "params.json"),
+    "stems-out is the stems' folder": (lambda w: _mix(w, "--out", str(w / "m.wav"), "--stems-out",
+                                                      str(w / "stems")), "stems"),
+    "stems-out is the stems' folder by another name": (
+        lambda w: _mix(w, "--out", str(w / "m.wav"), "--stems-out", str(w / "stems" / ".." / "stems")),
+        "stems"),
+    "render out is a stem": (lambda w: _render(w, "--out", str(w / "stems" / "lead.wav")), "lead.wav"),
+    "render out is its params": (lambda w: _render(w, "--out", str(w / "params.json"), "--format", "wav"),
+                                 "params.json"),
+    "params-out is out": (lambda w: _mix(w, "--out", str(w / "m.wav"), "--params-out", str(w / "m.wav")),
+                          "m.wav"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONTO_INPUTS))
 def test_no_output_may_be_an_input(work, case, capsys, monkeypatch):
     w, _ = work
-    argv, named = _outputs_onto_inputs(w)[case]
+    os.link(w / "stems" / "bass.wav", w / "bass_link.wav")
+    os.symlink(w / "reference_0.wav", w / "ref_symlink.wav")
+    make_argv, named = ONTO_INPUTS[case]
+    argv = make_argv(w)
     before = _digests(w)
 
     def no_work(*a, **k):
@@ -127,9 +132,8 @@ def test_no_output_may_be_an_input(work, case, capsys, monkeypatch):
 
 def test_stems_out_overwrites_only_files_it_wrote(work, capsys):
     w, _ = work
-    stems, params = w / "stems", str(w / "params.json")
-    out = w / "processed"
-    render = ["render", str(stems), "--params", params, "--out", str(w / "r.wav"), "--stems-out", str(out)]
+    stems, out = w / "stems", w / "processed"
+    render = _render(w, "--out", str(w / "r.wav"), "--stems-out", str(out))
     assert main(render) == 0
     manifest = json.loads((out / STEMS_MANIFEST).read_text())
     assert sorted(manifest["files"]) == sorted(p.name for p in stems.iterdir())
@@ -188,7 +192,7 @@ def test_disk_full_on_the_mix_says_so_and_names_the_folder(work, capsys, monkeyp
     w, _ = work
     before = _digests(w)
     monkeypatch.setattr(sf.SoundFile, "write", _enospc)
-    code = main(["render", str(w / "stems"), "--params", str(w / "params.json"), "--out", str(w / "first.wav")])
+    code = main(_render(w, "--out", str(w / "first.wav")))
     assert code == 1
     assert f"first.wav: disk full in {w}" in _one_line_error(capsys)
     assert _digests(w) == before and _temps(w) == []
@@ -239,7 +243,7 @@ def test_stale_temps_of_a_killed_run_are_removed_on_the_next_run(work, capsys):
     others = [w / ".notes.tmp", w / "first.wav.tmp", w / f".x.{dead}-zzzzzzzz.tmp"]  # not our naming
     for p in (stale, live, *others):
         p.write_bytes(b"partial")
-    assert main(["render", str(w / "stems"), "--params", str(w / "params.json"), "--out", str(w / "r.wav")]) == 0
+    assert main(_render(w, "--out", str(w / "r.wav"))) == 0
     assert not stale.exists() and live.exists() and all(p.exists() for p in others)
 
 
@@ -270,8 +274,7 @@ def test_unwritable_output_folder_is_refused_before_any_work(work, capsys, monke
     monkeypatch.setattr(fileio, "temp_path", refuse)
     monkeypatch.setattr("core.prepare.load_inputs", lambda *a, **k: pytest.fail("work started"))
     before = _digests(w)
-    assert main(["mix", str(w / "stems"), "--reference", str(w / "reference_0.wav"), "--out", str(w / "m.wav"),
-                 "--params-out", str(w / "ro" / "p.json"), *FAST]) == 1
+    assert main(_mix(w, "--out", str(w / "m.wav"), "--params-out", str(w / "ro" / "p.json"))) == 1
     err = _one_line_error(capsys)
     assert "--params-out" in err and message in err and str(w / "ro") in err
     assert _digests(w) == before
@@ -307,9 +310,11 @@ def _hostile_params(doc: dict) -> dict[str, tuple[bytes, str]]:
         "deep nesting": (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
         "NaN value": (edited(lambda d: d["tracks"][0]["params"].update(gain_db=float("nan"))),
                       "gain_db must be a finite number"),
-        "Infinity": (edited(lambda d: d["master"].update(gain_db=float("inf"))), "gain_db must be a finite number"),
+        "Infinity": (edited(lambda d: d["master"].update(gain_db=float("inf"))),
+                     "gain_db must be a finite number"),
         "wrong type": (edited(lambda d: d["tracks"][0].update(stereo="yes")), "'stereo' must be a bool"),
-        "tracks not a list": (edited(lambda d: d.update(tracks={"a": 1})), "'tracks' must be a non-empty list"),
+        "tracks not a list": (edited(lambda d: d.update(tracks={"a": 1})),
+                              "'tracks' must be a non-empty list"),
         "absurd sample rate": (edited(lambda d: d.update(sample_rate=10 ** 20)), "sample_rate"),
         "not UTF-8": (bytes(range(256)) * 4, "not UTF-8"),
         "not JSON": (b"{nope", "not valid JSON"),
@@ -499,9 +504,11 @@ def test_stems_too_short_to_analyse_are_named_with_their_length(tmp_path, capsys
     sf.write(ten, np.random.default_rng(0).uniform(-0.5, 0.5, 10).astype(np.float32), SR)
     ref = tmp_path / "ref.wav"
     sf.write(ref, 0.3 * np.sin(np.arange(SR) * 0.05).astype(np.float32), SR)
-    assert main(["mix", str(one), str(ten), "--reference", str(ref), "--out", str(tmp_path / "m.wav"), *FAST]) == 1
+    assert main(["mix", str(one), str(ten), "--reference", str(ref), "--out", str(tmp_path / "m.wav"),
+                 *FAST]) == 1
     err = _one_line_error(capsys)
-    assert f"{one} is 1 sample" in err and f"{ten} is 10 samples" in err and f"{MIN_ANALYSIS_SECONDS:g} s" in err
+    assert f"{one} is 1 sample" in err and f"{ten} is 10 samples" in err
+    assert f"at least {MIN_ANALYSIS_SECONDS:g} s" in err
     with pytest.raises(AudioError, match=f"{ten}: reference too short to analyse: 10 samples"):
         load_inputs([str(ref)], str(ten))
 
@@ -565,3 +572,10 @@ def test_export_dialog_refuses_the_sessions_own_files(material, tmp_path, qtbot,
         dlg.close()
     finally:
         window.shutdown()
+
+
+def test_missing_output_folder_is_refused_before_any_work(work, capsys, monkeypatch):
+    w, _ = work
+    monkeypatch.setattr("core.prepare.load_inputs", lambda *a, **k: pytest.fail("work started"))
+    assert main(_mix(w, "--out", str(w / "m.wav"), "--params-out", str(w / "nope" / "p.json"))) == 1
+    assert f"folder {w / 'nope'} does not exist" in _one_line_error(capsys)
