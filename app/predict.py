@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal
 
 from core.paramfile import MixParams
-from core.params import TRACK
-from core.refine import RefineConfig, refine
+from core.suggest import SuggestConfig, Suggestion, suggest
 
 DEFAULT_STEPS = 40
 
@@ -38,37 +37,27 @@ class PredictJob:
     steps: int
     region: tuple[float, float] | None
     load_model: Callable
+    prior: float = 1.0
+    reference_kind: str = "auto"
 
     def __call__(self, task) -> MixParams:
+        return self.run(task).params
+
+    def run(self, task) -> Suggestion:
+        """The core pipeline (:func:`core.suggest.suggest`) with the task's progress and Cancel."""
         task.report(0, self.steps + 1, "Loading model…")
         model = self.load_model()
         task.check()
-        init = self._start(model, task)
-        cfg = RefineConfig(steps=self.steps, region=self.region)
-        if self.steps <= 0:
-            return init
+        cfg = SuggestConfig(steps=self.steps, region=self.region, prior=self.prior,
+                            reference_kind=self.reference_kind)
 
-        def callback(step, steps, loss):
-            return task.report(step + 1, steps + 1, f"Refining: AF loss {loss:.4f}")
+        def progress(done, total, message):
+            return task.report(done, total, message)
 
-        result = refine(self.inputs, init, cfg, self.lock_tracks, self.lock_master, callback)
+        result = suggest(self.inputs, model, cfg, current=self.current, lock_tracks=self.lock_tracks,
+                         lock_master=self.lock_master, progress=progress)
         task.check()
-        return result.params
-
-    def _start(self, model, task) -> MixParams:
-        """Model prediction (or the neutral console), with locked values put back."""
-        if model is None:
-            init = self.inputs.default_params()
-        else:
-            from core.predict import predict
-
-            task.report(0, self.steps + 1, "Predicting…")
-            init = predict(self.inputs, model, self.region)
-        ti = TRACK.index("trim_db")
-        init.tracks[:, ti] = self.current.tracks[:, ti]
-        init.tracks[self.lock_tracks] = self.current.tracks[self.lock_tracks]
-        init.master[self.lock_master] = self.current.master[self.lock_master]
-        return init
+        return result
 
 
 class PredictController(QObject):
