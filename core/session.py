@@ -295,6 +295,11 @@ def from_json(doc, base_dir: str, where: str = "session") -> Session:
     stems_doc = doc.get("stems") or []
     if not isinstance(stems_doc, list):
         raise SessionError(f"{where}: 'stems' must be a list")
+    from .engine import StreamingConsole
+
+    if len(stems_doc) > StreamingConsole.MAX_TRACKS:
+        raise SessionError(f"{where}: has {len(stems_doc)} stems; the console takes at most "
+                           f"{StreamingConsole.MAX_TRACKS}")
     stems, rows, preds, locks = [], [], [], []
     has_pred = bool(stems_doc) and all(isinstance(s, dict) and "predicted" in s for s in stems_doc)
     for i, entry in enumerate(stems_doc):

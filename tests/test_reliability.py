@@ -379,6 +379,7 @@ BROKEN_SESSIONS = {  # refused: a SessionError naming the file
     "stems not a list": lambda d: json.dumps({**d, "stems": {"a": 1}}),
     "stem without file": lambda d: json.dumps({**d, "stems": ["bass.wav"]}),
     "version a string": lambda d: json.dumps({**d, "version": "1"}),
+    "65 stems": lambda d: json.dumps({**d, "stems": d["stems"][:1] * 65}),
 }
 REPAIRED_SESSIONS = {  # opened, with a warning naming the key
     "NaN gain": (_set(["stems", 0, "params", "gain_db"], float("nan")), "gain_db is not finite"),
