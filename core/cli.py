@@ -5,6 +5,10 @@ parameters; ``render`` re-renders a saved parameter set; ``analyze`` measures fi
 the console's parameter table. With no sub-command (or a session / audio files) it opens the desktop
 app. Exit status: 0 success, 1 bad input, 2 usage error. Errors are one line on stderr; ``--debug``
 shows tracebacks.
+
+Before any work, outputs are checked against the inputs (an output that is a stem, the reference, a
+params file read or the checkpoint is refused), output folders must be writable, and at most 64 stems
+are taken. The mix, the params file and the processed stems land together at the end, or none does.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
     p.add_argument("--engine", choices=["stream", "torch"], default="stream",
                    help="renderer: the streaming engine that playback uses (default) or the torch console")
     p.add_argument("--stems-out", metavar="DIR",
-                   help="also write each processed stem (after its strip, before the master bus) here")
+                   help="also write each processed stem (after its strip, before the master bus) here: a new "
+                        "folder, or one an earlier export wrote (never the stems' own folder)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mixing assistant: fills a mixing console from raw stems and a reference song.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run 'stylemix COMMAND --help' for a command's options.\n\n"
+               "No output may overwrite an input; all outputs of a command land together or not at all.\n\n"
                "Without a command, stylemix opens the desktop app:\n"
                "  stylemix [SESSION | FILES...] [--reference REF] [--demo] [--no-audio] [--compact]\n"
                "  stylemix --screenshot OUT.png [--size WxH] [--predict] [SESSION]\n"
