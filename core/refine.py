@@ -33,8 +33,11 @@ FRAME_S = 0.25  # resolution of section choice
 
 @dataclass
 class RefineConfig:
-    steps: int = 60
+    steps: int = 60  # steps that render the sections (the cost)
     lr: float = 0.05
+    # steps on the song model and the prior alone, before the rendered ones, per rendered step: they cost
+    # about 5 ms each and bring the whole-song balance close before the audio is looked at
+    coarse_per_step: int = 0
     seed: int = 0
     section_seconds: float = 5.0
     n_sections: int = 1  # stem sections rendered at every step (the cost)
@@ -209,13 +212,16 @@ class FullObjective:
         if centre is not None:
             self.centre = (torch.from_numpy(TRACK.to_unit(centre.tracks)), torch.from_numpy(MASTER.to_unit(centre.master)))
 
-    def __call__(self, pt, pm, ut, um, free_t, free_m) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, pt, pm, ut, um, free_t, free_m, render: bool = True
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its (unweighted) terms; ``render=False`` leaves out the rendered terms."""
         w = self.w
-        mix = self.af.mix(pt, pm)
-        af, _ = af_loss(mix, self.af.ref_features, self.sample_rate)
         terms = match_terms(self.song(pt, pm), self.target)
-        terms["crest"] = (crest_db_torch(mix, self.sample_rate).mean() - self.target.crest_db).square()
-        terms["af"] = af
+        if render:
+            mix = self.af.mix(pt, pm)
+            af, _ = af_loss(mix, self.af.ref_features, self.sample_rate)
+            terms["crest"] = (crest_db_torch(mix, self.sample_rate).mean() - self.target.crest_db).square()
+            terms["af"] = af
         ct, cm = self.centre if self.centre is not None else (None, None)
         terms["prior"] = prior(pt, pm, ut, um, self.active, free_t, free_m, ct, cm, w.toward_prediction)
         weights = {"tonal": w.tonal, "octave": w.octave, "width": w.width, "crest": w.crest, "af": w.af,
@@ -253,21 +259,29 @@ def _refine(inputs, init, cfg, lock_tracks, lock_master, callback, centre) -> Re
     loss0, terms0 = None, None
     history = []
     opt = torch.optim.Adam([ut, um], lr=cfg.lr)
-    for step in range(cfg.steps + 1):
-        # the loss belongs to the parameters before this step's update
+    coarse = cfg.coarse_per_step * cfg.steps if cfg.steps > 0 else 0
+    total = coarse + cfg.steps
+    for step in range(total + 1):
+        # losses belong to the parameters before this step's update; steps before `coarse` update on the
+        # song model and prior alone; the start and every later step are measured in full (rendered)
         opt.zero_grad()
         pt, pm = physical()
-        last = step == cfg.steps
-        with torch.set_grad_enabled(not last):
-            loss, terms = objective(pt, pm, ut, um, free_t, free_m)
-        value = loss.item()
-        history.append(value)
-        if loss0 is None:
-            loss0, terms0 = value, _terms(terms)
-        if value < best_loss:
-            best_loss, best_terms = value, _terms(terms)
-            best_t, best_m = pt.detach().numpy().copy(), pm.detach().numpy().copy()
-        if last or (step and callback is not None and callback(step, cfg.steps, value)):
+        last = step == total
+        full = step >= coarse
+        if full or step == 0:
+            with torch.set_grad_enabled(full and not last):
+                loss, terms = objective(pt, pm, ut, um, free_t, free_m, render=True)
+            value = loss.item()
+            history.append(value)
+            if loss0 is None:
+                loss0, terms0 = value, _terms(terms)
+            if value < best_loss:
+                best_loss, best_terms = value, _terms(terms)
+                best_t, best_m = pt.detach().numpy().copy(), pm.detach().numpy().copy()
+        if not full:
+            loss, _ = objective(pt, pm, ut, um, free_t, free_m, render=False)
+            value = loss.item()
+        if last or (step and callback is not None and callback(step, total, value)):
             break
         loss.backward()
         ut.grad.mul_(free_t)
