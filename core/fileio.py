@@ -197,7 +197,8 @@ class WriteGroup:
     """
 
     def __init__(self) -> None:
-        self._staged: list[tuple[str, str]] = []  # (temporary, destination)
+        self._staged: list[tuple[str, str]] = []  # (temporary, absolute destination)
+        self._given: dict[str, str] = {}  # absolute destination -> the path as given (for messages)
         self._created_dirs: list[str] = []
         self._swept: set[str] = set()
         self.committed = False
@@ -230,8 +231,9 @@ class WriteGroup:
 
     def add(self, dest: str | os.PathLike) -> str:
         """Stage ``dest``: returns the temporary path to write it to (created empty)."""
-        dest = os.path.abspath(os.fspath(dest))
-        if dest in self.destinations:
+        given = os.fspath(dest)
+        dest = os.path.abspath(given)
+        if dest in self._given:
             raise ValueError(f"{dest} is written twice in one group")
         folder = os.path.dirname(dest)
         if folder not in self._swept:
@@ -240,8 +242,9 @@ class WriteGroup:
         try:
             tmp = temp_path(folder, os.path.basename(dest))
         except OSError as exc:
-            raise write_error(exc, dest) from None
+            raise write_error(exc, given) from None
         self._staged.append((tmp, dest))
+        self._given[dest] = given
         return tmp
 
     def write(self, dest: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -251,7 +254,7 @@ class WriteGroup:
             with open(tmp, "wb") as f:
                 write(f)
         except OSError as exc:
-            raise write_error(exc, dest) from None
+            raise write_error(exc, os.fspath(dest)) from None
 
     def write_bytes(self, dest: str | os.PathLike, data: bytes) -> None:
         self.write(dest, lambda f: f.write(data))
@@ -261,6 +264,7 @@ class WriteGroup:
         for tmp, _ in self._staged:
             _unlink_quietly(tmp)
         self._staged.clear()
+        self._given.clear()
         for d in reversed(self._created_dirs):
             try:
                 os.rmdir(d)
@@ -276,8 +280,9 @@ class WriteGroup:
             try:
                 _fsync_path(tmp, os.O_RDWR)
             except OSError as exc:
+                err = write_error(exc, self._given[dest])
                 self.abort()
-                raise write_error(exc, dest) from None
+                raise err from None
         backups = self._keep_old_versions()
         done: list[tuple[str, str | None]] = []
         try:
@@ -296,7 +301,7 @@ class WriteGroup:
             for b in backups:
                 if b is not None:
                     _unlink_quietly(b)
-            failed = self._staged[len(done)][1] if len(done) < len(self._staged) else None
+            failed = self._given[self._staged[len(done)][1]] if len(done) < len(self._staged) else None
             self.abort()
             if isinstance(exc, OSError) and failed is not None:
                 raise write_error(exc, failed) from None
