@@ -6,6 +6,8 @@ the console's parameter table. With no sub-command (or a session / audio files) 
 app. Exit status: 0 success, 1 bad input, 2 usage error. Errors are one line on stderr; ``--debug``
 shows tracebacks.
 
+``compare`` prints the match report of a mix against a reference (:mod:`core.report`).
+
 Before any work, outputs are checked against the inputs (an output that is a stem, the reference, a
 params file read or the checkpoint is refused), output folders must be writable, and at most 64 stems
 are taken. The mix, the params file and the processed stems land together at the end, or none does.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-COMMANDS = ("mix", "render", "analyze", "params")
+COMMANDS = ("mix", "render", "analyze", "compare", "params")
 
 
 class CliError(Exception):
@@ -120,10 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, metavar="P.json", help="parameter file from 'mix --params-out'")
     _add_output_args(p, "re-normalise the output to this loudness, LUFS (default: as the parameters give)")
 
-    p = sub.add_parser("analyze", help="loudness, true peak and style features of audio files",
+    p = sub.add_parser("analyze", help="loudness, true peak, style features and spectrum of audio files",
                        description="Measure integrated/short-term/momentary loudness, true peak and "
-                                   "the AF style features of each FILE.")
+                                   "the AF style features of each FILE, and the match report's terms: "
+                                   "octave levels of the mid signal (at -16 LUFS, so files compare), "
+                                   "width (side/mid) in low/mid/high, loudness range and "
+                                   "peak-to-loudness ratio. --json adds the 1/3-octave mid levels.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("compare", help="match report: how a mix differs from a reference",
+                       description="How MIX differs from REF as an engineer reads it, both at the same "
+                                   "loudness: tonal balance (mix minus reference per 1/3 octave of the "
+                                   "mid signal, per octave, tonal deviation, worst octave, worst bands), "
+                                   "width (side/mid) in low/mid/high, dynamics (crest factor, loudness "
+                                   "range, peak-to-loudness ratio), low end and air. Differences "
+                                   "are mix minus reference: + means the mix has more.")
+    p.add_argument("mix", metavar="MIX", help="the mix (audio file)")
+    p.add_argument("reference", metavar="REF", help="the reference song (audio file)")
+    p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
+                   help="compare only this part of MIX (seconds)")
+    p.add_argument("--ref-region", nargs=2, type=float, metavar=("START", "END"),
+                   help="use only this part of REF (seconds; default: all of it)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("params", help="print the console's parameter table",
@@ -411,6 +431,7 @@ def cmd_analyze(args) -> int:
             "rms_dbfs": [float(20 * np.log10(max(v, 1e-12))) for v in np.ravel(f["rms"])],
             "crest_db": [float(v) for v in np.ravel(f["crest_db"])],
             "width": float(f["width"]), "imbalance": float(f["imbalance"]),
+            **_spectrum_columns(x, a.sample_rate),
         })
     if args.json:
         clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
@@ -424,6 +445,106 @@ def cmd_analyze(args) -> int:
         print(f"{Path(r['file']).name[:30]:30s} {_fmt_db(r['integrated_lufs'])} "
               f"{_fmt_db(r['max_short_term_lufs'])} {_fmt_db(r['max_momentary_lufs'])} "
               f"{_fmt_db(r['true_peak_dbtp'])} {crest:>11s} {r['width']:6.3f} {r['imbalance']:+6.3f}")
+    _print_spectrum_columns(reports)
+    return 0
+
+
+# --- match report (numpy only: no torch) -------------------------------------------------------------
+
+def _spectrum_columns(x, sample_rate: int) -> dict:
+    """The match report's terms of one signal, for ``analyze`` (None where the signal is silent)."""
+    from .report import OCTAVES, analyse, octave_levels_db
+
+    keys = ("mid_octave_db", "mid_third_octave_db", "width_db", "lra_lu", "plr_db", "low_end_db", "air_db")
+    try:
+        a = analyse(x, sample_rate)
+    except ValueError:
+        return dict.fromkeys(keys)
+    octaves = [round(float(v), 2) for v in octave_levels_db(a.mid_db)]
+    return {"mid_octave_db": {label: v for (_, label), v in zip(OCTAVES, octaves, strict=True)},
+            "mid_third_octave_db": [round(float(v), 2) for v in a.mid_db],
+            "width_db": {k: round(v, 2) for k, v in a.width_db.items()},
+            "lra_lu": a.lra_lu, "plr_db": a.plr_db, "low_end_db": a.low_end_db, "air_db": a.air_db}
+
+
+def _print_spectrum_columns(reports) -> None:
+    from .report import OCTAVES, WIDTH_RANGES
+
+    octs = [label.replace(" Hz", "") for _, label in OCTAVES]
+    print("\nmid level per octave (dB, Hz; at -16 LUFS), width = side/mid (dB) low/mid/high, LRA, PLR")
+    print(f"{'file':30s} " + " ".join(f"{o:>8s}" for o in octs)
+          + "".join(f" {'w.' + name:>6s}" for name, _, _ in WIDTH_RANGES) + f" {'LRA':>5s} {'PLR':>5s}")
+    for r in reports:
+        name = f"{Path(r['file']).name[:30]:30s}"
+        if r["mid_octave_db"] is None:
+            print(f"{name} (silent)")
+            continue
+        print(name + " " + " ".join(f"{v:8.1f}" for v in r["mid_octave_db"].values())
+              + "".join(f" {v:6.1f}" for v in r["width_db"].values())
+              + f" {r['lra_lu']:5.1f} {r['plr_db']:5.1f}")
+
+
+def _load_for_report(path: str, region):
+    from .audio_io import load_audio
+    from .report import analyse
+
+    a = load_audio(path)
+    try:
+        return analyse(a.data, a.sample_rate, region=region)
+    except ValueError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def _signed(v: float) -> str:
+    return f"{v:+6.1f}"
+
+
+def cmd_compare(args) -> int:
+    from .report import CENTRES_HZ, NOMINAL_HZ, OCTAVES, WIDTH_RANGES, compare_analyses, short_hz
+
+    mix = _load_for_report(args.mix, args.region)
+    ref = _load_for_report(args.reference, args.ref_region)
+    rep = compare_analyses(mix, ref, tuple(args.region) if args.region else None)
+    if args.json:
+        doc = {"mix": args.mix, "reference": args.reference, "reference_region": args.ref_region,
+               **rep.to_dict(), "summary": rep.summary(),
+               "smoothed_mid_diff_db": [round(float(v), 3) for v in rep.smoothed_mid_diff_db]}
+        print(json.dumps(doc, indent=2))
+        return 0
+    where = "whole song" if args.region is None else f"{args.region[0]:g}-{args.region[1]:g} s"
+    print(f"{Path(args.mix).name} ({where}, {rep.mix_lufs:.1f} LUFS) vs {Path(args.reference).name} "
+          f"({rep.ref_lufs:.1f} LUFS), compared at the same loudness; + = the mix has more\n")
+    print(f"tonal deviation   {rep.tonal_deviation_db:5.1f} dB   (RMS of the mid difference, 1/3 octaves "
+          f"40 Hz-16 kHz)")
+    print(f"worst octave      {rep.worst_octave_db:5.1f} dB   ({rep.worst_octave}, "
+          f"{rep.octave_diff_db[[label for _, label in OCTAVES].index(rep.worst_octave)]:+.1f} dB)")
+    print(f"width deviation   {rep.width_deviation_db:5.1f} dB   (RMS of the side/mid differences)")
+    print(f"dynamics dev.     {rep.dynamics_deviation:5.1f}      (RMS of the crest, LRA and PLR differences)")
+    print(f"worst bands: {rep.worst_bands_text()}\n")
+
+    print("tonal balance, mix - reference per 1/3 octave (dB):")
+    for lo in range(0, len(CENTRES_HZ), 14):
+        cols = range(lo, min(lo + 14, len(CENTRES_HZ)))
+        print("  Hz   " + "".join(f"{short_hz(NOMINAL_HZ[i]):>6s}" for i in cols))
+        print("  mid  " + "".join(_signed(rep.mid_diff_db[i]) for i in cols))
+        print("  side " + "".join(_signed(rep.side_diff_db[i]) for i in cols))
+    print("\nper octave (Hz):\n  " + "".join(f"{label.replace(' Hz', ''):>10s}" for _, label in OCTAVES))
+    print("  " + "".join(f"{v:+10.1f}" for v in rep.octave_diff_db))
+
+    print(f"\n{'':32s}{'mix':>7s}{'ref':>7s}{'diff':>7s}")
+
+    def row(name, m, r, unit):
+        print(f"{name:32s}{m:7.1f}{r:7.1f}{m - r:+7.1f} {unit}")
+
+    for name, lo, hi in WIDTH_RANGES:
+        row(f"width {name} ({short_hz(lo)}-{short_hz(hi)} Hz, side/mid)", rep.width_mix_db[name],
+            rep.width_ref_db[name], "dB")
+    row("crest factor", rep.dynamics_mix["crest_db"], rep.dynamics_ref["crest_db"], "dB")
+    row("loudness range (LRA)", rep.dynamics_mix["lra_lu"], rep.dynamics_ref["lra_lu"], "LU")
+    row("peak to loudness (PLR)", rep.dynamics_mix["plr_db"], rep.dynamics_ref["plr_db"], "dB")
+    row("low end (< 100 Hz, share of mid)", *rep.low_end_db, "dB")
+    row("air (> 10 kHz, share of mid)", *rep.air_db, "dB")
+    row("integrated loudness", rep.mix_lufs, rep.ref_lufs, "LUFS")
     return 0
 
 
@@ -439,7 +560,8 @@ def cmd_params(args) -> int:
     return 0
 
 
-HANDLERS = {"mix": cmd_mix, "render": cmd_render, "analyze": cmd_analyze, "params": cmd_params}
+HANDLERS = {"mix": cmd_mix, "render": cmd_render, "analyze": cmd_analyze, "compare": cmd_compare,
+            "params": cmd_params}
 
 
 def main(argv: list[str] | None = None) -> int:
