@@ -153,10 +153,14 @@ class MainWindow(QMainWindow):
 
         group = QActionGroup(self)
         self.reference_kind_actions = {}
-        for kind, text in (("auto", "&Detect automatically"), ("same-song", "The &same song (a rough mix, "
-                           "another section): match its balance"), ("other", "Another &song: match its style")):
-            act = self._action(menu, text, lambda _=False, k=kind: setattr(self.predictor, "reference_kind", k),
-                               checkable=True)
+        choices = (("auto", "&Detect automatically"),
+                   ("same-song", "The &same song (a rough mix, another section): match its balance"),
+                   ("other", "Another &song: match its style"))
+        for kind, text in choices:
+            def choose(_=False, k=kind):
+                self.predictor.reference_kind = k
+
+            act = self._action(menu, text, choose, checkable=True)
             act.setChecked(kind == self.predictor.reference_kind)
             group.addAction(act)
             self.reference_kind_actions[kind] = act

@@ -299,7 +299,8 @@ def _print_report(path: str, reference, sample_rate: int) -> None:
     octave = float(rep.octave_diff_db[np.argmax(np.abs(rep.octave_diff_db))])
     print(f"match vs reference: tonal balance {rep.tonal_deviation_db:.1f} dB RMS (1/3 octaves 40 Hz-16 kHz; "
           f"worst octave {rep.worst_octave} {octave:+.1f} dB; "
-          f"worst bands {worst}), width {rep.width_deviation_db:.1f} dB, dynamics {rep.dynamics_deviation:.1f}"
+          f"worst bands {worst}), width {rep.width_deviation_db:.1f} dB, "
+          f"dynamics {rep.dynamics_deviation:.1f}"
           " ('stylemix compare' shows all of it)")
 
 
@@ -354,7 +355,8 @@ def cmd_mix(args) -> int:
     for line in result.messages:
         print(line)
     if model is not None:
-        print(f"model: {args.model or 'default'}" + (f", analysing {region[0]:g}-{region[1]:g} s" if region else ""))
+        where = f", analysing {region[0]:g}-{region[1]:g} s" if region else ""
+        print(f"model: {args.model or 'default'}{where}")
     params = result.params
 
     ecfg = RefineConfig(seed=args.seed, region=region)
