@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .fileio import temp_path
+from .fileio import WriteGroup, write_error
 
 #: Session sample rates (Hz). The first one is the default.
 SUPPORTED_RATES = (44100, 48000)
@@ -35,6 +35,11 @@ AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", 
 
 #: A stem whose peak magnitude is below this (-100 dBFS) is flagged silent.
 SILENCE_PEAK = 1e-5
+
+#: A stem whose DC offset (per-channel mean) holds more than this share of its energy is "mostly DC":
+#: it is reported and high-passed at :data:`DC_HIGHPASS_HZ` when loaded as a stem.
+DC_SHARE = 0.5
+DC_HIGHPASS_HZ = 5.0
 
 #: Output formats and bit depths accepted by :func:`write_audio`.
 WRITE_FORMATS = {"wav": "WAV", "flac": "FLAC"}
@@ -93,6 +98,7 @@ class Audio:
     original_sample_rate: int
     original_frames: int
     silent: bool = False
+    dc_removed: float = 0.0  # share of the energy that was DC, when it was removed at load (else 0)
 
     @property
     def channels(self) -> int:
@@ -196,11 +202,37 @@ def _resample(data: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return np.ascontiguousarray(data.T, dtype=np.float32)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Audio:
+def dc_share(data: np.ndarray, block: int = 1 << 20) -> float:
+    """Share (0..1) of the energy of ``(channels, frames)`` that is DC (each channel's mean)."""
+    dc = energy = 0.0
+    for ch in np.atleast_2d(data):
+        mean = float(np.mean(ch, dtype=np.float64))
+        ms = sum(float(np.dot(c, c)) for c in (ch[i:i + block].astype(np.float64)
+                                               for i in range(0, ch.shape[0], block))) / max(ch.shape[0], 1)
+        dc, energy = dc + mean * mean, energy + ms
+    return dc / energy if energy > 0 else 0.0
+
+
+def remove_dc(data: np.ndarray, sample_rate: int) -> np.ndarray:
+    """High-pass ``(channels, frames)`` at :data:`DC_HIGHPASS_HZ`, zero-phase (no shift, no thump)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, DC_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos")
+    out = np.empty_like(data)
+    for c, ch in enumerate(data):
+        centred = ch.astype(np.float64) - np.mean(ch, dtype=np.float64)
+        out[c] = sosfiltfilt(sos, centred) if ch.shape[0] > 3 * (2 * len(sos) + 1) else centred
+    return out
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE,
+               remove_mostly_dc: bool = False) -> Audio:
     """Read a mono or stereo file and resample it to ``sample_rate`` (Hz, one of :data:`SUPPORTED_RATES`).
 
     Returns an :class:`Audio` whose ``data`` is float32 ``(channels, frames)``. Raises :class:`AudioError`
     for missing files, folders, empty or undecodable files, more than two channels, NaN/Inf samples.
+    With ``remove_mostly_dc`` (stems), a file that is mostly DC (:data:`DC_SHARE`) is high-passed and
+    ``dc_removed`` says how much of it was DC.
     """
     sample_rate = check_sample_rate(sample_rate)
     path = os.fspath(path)
@@ -209,6 +241,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) 
     data = _resample(raw, rate, sample_rate)
     if data.shape[1] == 0:
         raise _fail(path, f"too short ({raw.shape[0]} frames at {rate} Hz)")
+    dc = dc_share(data) if remove_mostly_dc else 0.0
+    if dc > DC_SHARE:
+        data = remove_dc(data, sample_rate)
     peak = float(np.max(np.abs(data)))
     return Audio(
         data=data,
@@ -218,6 +253,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) 
         original_sample_rate=rate,
         original_frames=int(raw.shape[0]),
         silent=peak < SILENCE_PEAK,
+        dc_removed=dc if dc > DC_SHARE else 0.0,
     )
 
 
@@ -330,11 +366,13 @@ def load_stems(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     frames: int | None = None,
+    remove_mostly_dc: bool = False,
 ) -> StemSet:
     """Load files and folders (see :func:`expand_paths`) as one :class:`StemSet` at ``sample_rate`` (Hz).
 
     Stems are zero-padded to the longest one, or padded/truncated to ``frames`` when given (to align
-    with another signal). Repeated names are disambiguated. Raises :class:`AudioError` on the first bad
+    with another signal). Repeated names are disambiguated. With ``remove_mostly_dc`` a stem that is
+    mostly DC is high-passed (its ``dc_removed`` says so). Raises :class:`AudioError` on the first bad
     file.
     """
     sample_rate = check_sample_rate(sample_rate)
@@ -349,9 +387,9 @@ def load_stems(
         except (AttributeError, OSError):
             cores = os.cpu_count() or 1
         with ThreadPoolExecutor(max(1, min(cores, len(files), 8))) as pool:
-            stems = list(pool.map(lambda p: load_audio(p, sample_rate), files))
+            stems = list(pool.map(lambda p: load_audio(p, sample_rate, remove_mostly_dc), files))
     else:
-        stems = [load_audio(p, sample_rate) for p in files]
+        stems = [load_audio(p, sample_rate, remove_mostly_dc) for p in files]
     target = _positive_int(frames) if frames is not None else max(s.frames for s in stems)
     padded, truncated, out = [], [], []
     for stem, name in zip(stems, unique_names(s.name for s in stems), strict=True):
@@ -411,36 +449,21 @@ def _quantise(data: np.ndarray, subtype: str) -> np.ndarray:
     return np.ascontiguousarray(q, dtype=np.int32) << 8
 
 
-def _fsync(path: str, flags: int = os.O_RDWR) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make a rename durable (POSIX only; best effort)."""
-    if os.name == "posix":
-        try:
-            _fsync(folder, os.O_RDONLY)
-        except OSError:
-            pass
-
-
 def write_audio(
     path: str | os.PathLike,
     data: np.ndarray,
     sample_rate: int,
     format: str | None = None,
     bits: str = "24",
+    group: WriteGroup | None = None,
 ) -> None:
     """Atomically write ``data`` (float ``(channels, frames)`` or mono ``(frames,)``, full scale 1.0).
 
     ``format`` is ``"wav"`` or ``"flac"`` (default: from the extension); ``bits`` is ``"16"``, ``"24"``
     or ``"32f"`` (float, WAV only). Samples should already lie in [-1, 1); PCM output is clipped rather
     than wrapped. On any failure the destination is left untouched, no temporary file remains and
-    :class:`AudioError` is raised.
+    :class:`AudioError` is raised (a full disk says so, with the folder). With ``group`` the file is
+    only staged there: it lands when the group commits, together with the group's other files.
     """
     path = os.fspath(path)
     fmt = _output_format(path, format)
@@ -461,35 +484,34 @@ def write_audio(
     if not os.path.isdir(folder):
         raise _fail(path, "destination folder does not exist")
     samples = _quantise(data, subtype)
-    tmp = None
-    try:
-        tmp = temp_path(folder, os.path.basename(path))
+
+    def write(tmp: str) -> None:
         with sf.SoundFile(tmp, "w", rate, samples.shape[1], subtype, format=fmt) as f:
             f.write(samples)
-        _fsync(tmp)
-        os.replace(tmp, path)
-        tmp = None
+
+    try:
+        if group is not None:
+            write(group.add(path))
+            return
+        with WriteGroup() as own:
+            write(own.add(path))
+            own.commit()
     except Exception as exc:
-        raise _fail(path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-    _fsync_folder(folder)
+        raise AudioError(str(write_error(exc, path))) from exc
 
 
 class AudioWriter:
-    """Write audio block by block to a temporary file beside ``path``; :meth:`commit` flushes it to
-    disk and renames it over ``path``, :meth:`abort` removes it (an existing ``path`` is untouched
-    until the commit). Same formats, bit depths and quantisation as :func:`write_audio`.
+    """Write audio block by block; the file lands only on :meth:`commit` (an existing ``path`` is
+    untouched until then) and :meth:`abort` drops it. Same formats, bit depths and quantisation as
+    :func:`write_audio`. With ``group`` (a :class:`core.fileio.WriteGroup`) the file is staged there
+    and lands when the group commits, together with the group's other files; :meth:`commit` then only
+    finishes writing it.
 
     Use as a context manager: leaving the block without :meth:`commit` (or on an exception) aborts.
     """
 
     def __init__(self, path: str | os.PathLike, channels: int, sample_rate: int, format: str | None = None,
-                 bits: str = "24"):
+                 bits: str = "24", group: WriteGroup | None = None):
         self.path = os.fspath(path)
         self._fmt = _output_format(self.path, format)
         self._subtype = _output_subtype(self.path, self._fmt, bits)
@@ -499,17 +521,17 @@ class AudioWriter:
         if channels not in (1, _MAX_CHANNELS):
             raise _fail(self.path, f"expected 1 or 2 channels, got {channels}")
         self.channels = channels
-        self.folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(self.folder):
+        if not os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
             raise _fail(self.path, "destination folder does not exist")
-        self._tmp: str | None = None
+        self._own = group is None
+        self._group = WriteGroup() if group is None else group
         self._file = None
         try:
-            self._tmp = temp_path(self.folder, os.path.basename(self.path))
-            self._file = sf.SoundFile(self._tmp, "w", rate, channels, self._subtype, format=self._fmt)
+            tmp = self._group.add(self.path)
+            self._file = sf.SoundFile(tmp, "w", rate, channels, self._subtype, format=self._fmt)
         except Exception as exc:
             self.abort()
-            raise _fail(self.path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
+            raise AudioError(str(write_error(exc, self.path))) from exc
 
     def write(self, block: np.ndarray) -> None:
         """Append ``block`` (float ``(channels, n)``, full scale 1.0; PCM is clipped, not wrapped)."""
@@ -522,38 +544,34 @@ class AudioWriter:
             self._file.write(_quantise(np.asarray(block), self._subtype))
         except Exception as exc:
             self.abort()
-            raise _fail(self.path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
+            raise AudioError(str(write_error(exc, self.path))) from exc
 
     def commit(self) -> None:
-        """Finish the file and move it to ``path``."""
+        """Finish the file; without a group, also move it to ``path``."""
         try:
-            self._file.close()
-            self._file = None
-            _fsync(self._tmp)
-            os.replace(self._tmp, self.path)
-            self._tmp = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self._own:
+                self._group.commit()
         except Exception as exc:
             self.abort()
-            raise _fail(self.path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
-        _fsync_folder(self.folder)
+            raise AudioError(str(write_error(exc, self.path))) from exc
 
     def abort(self) -> None:
-        """Drop what was written; ``path`` stays as it was."""
+        """Drop what was written; ``path`` stays as it was (with a group, the group removes the file)."""
         if self._file is not None:
             try:
                 self._file.close()
             except Exception:
                 pass
             self._file = None
-        if self._tmp is not None:
-            try:
-                os.remove(self._tmp)
-            except OSError:
-                pass
-            self._tmp = None
+        if self._own:
+            self._group.abort()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.abort()
+        if self._file is not None or (self._own and not self._group.committed):
+            self.abort()

@@ -7,6 +7,10 @@ app. Exit status: 0 success, 1 bad input, 2 usage error. Errors are one line on 
 shows tracebacks.
 
 ``compare`` prints the match report of a mix against a reference (:mod:`core.report`).
+
+Before any work, outputs are checked against the inputs (an output that is a stem, the reference, a
+params file read or the checkpoint is refused), output folders must be writable, and at most 64 stems
+are taken. The mix, the params file and the processed stems land together at the end, or none does.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,9 +34,10 @@ class CliError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .audio_io import AudioError
+    from .fileio import OutputError, WriteError
     from .paramfile import ParamsError
 
-    errors: list[type[BaseException]] = [CliError, AudioError, ParamsError]
+    errors: list[type[BaseException]] = [CliError, AudioError, ParamsError, OutputError, WriteError]
     checkpoint = sys.modules.get("core.checkpoint")  # only loaded (with torch) by commands that use it
     if checkpoint is not None:
         errors.append(checkpoint.CheckpointError)
@@ -54,7 +60,8 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
     p.add_argument("--engine", choices=["stream", "torch"], default="stream",
                    help="renderer: the streaming engine that playback uses (default) or the torch console")
     p.add_argument("--stems-out", metavar="DIR",
-                   help="also write each processed stem (after its strip, before the master bus) here")
+                   help="also write each processed stem (after its strip, before the master bus) here: a new "
+                        "folder, or one an earlier export wrote (never the stems' own folder)")
 
 
 def _comma_list(values: list[str]) -> list[str]:
@@ -70,6 +77,7 @@ def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
         description="Mixing assistant: fills a mixing console from raw stems and a reference song.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run 'stylemix COMMAND --help' for a command's options.\n\n"
+               "No output may overwrite an input; all outputs of a command land together or not at all.\n\n"
                "Without a command, stylemix opens the desktop app:\n"
                "  stylemix [SESSION | FILES...] [--reference REF] [--demo] [--no-audio] [--compact]\n"
                "  stylemix --screenshot OUT.png [--size WxH] [--predict] [SESSION]\n"
@@ -178,6 +186,13 @@ def _print_inputs(inputs, out=None) -> None:
     for name, seconds in inputs.padded:
         print(f"  note: {name} is {seconds:.2f} s long, padded with silence to {inputs.duration:.2f} s",
               file=out)
+    _warn_dc(inputs)
+
+
+def _warn_dc(inputs) -> None:
+    for path, share in inputs.dc_removed:
+        print(f"stylemix: warning: {path} is mostly DC ({share:.0%} of its energy); DC removed (high-passed)",
+              file=sys.stderr)
 
 
 def _progress(total: int, label: str):
@@ -193,8 +208,33 @@ def _progress(total: int, label: str):
     return bar, callback
 
 
-def _finish(inputs, params, args, fmt: str, loudness: float | None):
-    """Render, match loudness with the master fader, limit to the ceiling, write atomically.
+def _guard_outputs(args, fmt: str, protect: list) -> dict:
+    """Before any work: expand the stems, check the stem count, refuse outputs that would destroy an
+    input (or a file stylemix did not write) and unwritable output folders.
+
+    Returns what :func:`core.export.export_mix` needs to check the same again (``stem_files``,
+    ``protect``).
+    """
+    from .audio_io import expand_paths, unique_names
+    from .engine import StreamingConsole
+    from .export import check_export_paths
+
+    if args.engine == "torch" and args.stems_out:
+        raise CliError("--stems-out needs the streaming engine (--engine stream)")
+    files = expand_paths(args.stems)
+    if len(files) > StreamingConsole.MAX_TRACKS:
+        raise CliError(f"{len(files)} stems given; the console takes at most {StreamingConsole.MAX_TRACKS}")
+    protect = [os.fspath(p) for p in protect if p]
+    extra = [("--params-out", args.params_out)] if getattr(args, "params_out", None) else []
+    check_export_paths(args.out, args.stems_out, unique_names(Path(f).stem for f in files), fmt,
+                       stem_files=files, protect=protect, extra_outputs=extra,
+                       stem_folders=[p for p in args.stems if os.path.isdir(p)],
+                       labels=("--out", "--stems-out"))
+    return {"stem_files": files, "protect": protect}
+
+
+def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard: dict):
+    """Render, match loudness with the master fader, limit to the ceiling, stage in ``group``.
 
     ``inputs``: :class:`core.prepare.Inputs`, or (streaming engine) a block source such as
     :class:`core.stream_io.StemFiles`. Returns (params as written, console loudness, output loudness,
@@ -208,12 +248,10 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
         from .meter import integrated_lufs, true_peak_dbtp
         from .render import output_stage, render_mix
 
-        if args.stems_out:
-            raise CliError("--stems-out needs the streaming engine (--engine stream)")
         mix = render_mix(inputs, params, engine="torch")
         before = integrated_lufs(mix, sr)
         mix, params = output_stage(mix, sr, params, loudness, args.ceiling)
-        write_audio(args.out, mix, sr, format=fmt, bits=args.bits)
+        write_audio(args.out, mix, sr, format=fmt, bits=args.bits, group=group)
         return params, before, integrated_lufs(mix, sr), true_peak_dbtp(mix, sr)
     from tqdm import tqdm
 
@@ -224,7 +262,7 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
         stems = inputs.stems if hasattr(inputs, "stems") else inputs
         res = export_mix(stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
                          loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
-                         names=inputs.names)
+                         names=inputs.names, group=group, **guard)
     from .params import MASTER
 
     # the console's own loudness: the output's, less the master-fader move (the limiter's share is
@@ -271,7 +309,8 @@ def _print_report(path: str, reference, sample_rate: int) -> None:
     octave = float(rep.octave_diff_db[np.argmax(np.abs(rep.octave_diff_db))])
     print(f"match vs reference: tonal balance {rep.tonal_deviation_db:.1f} dB RMS (1/3 octaves 40 Hz-16 kHz; "
           f"worst octave {rep.worst_octave} {octave:+.1f} dB; "
-          f"worst bands {worst}), width {rep.width_deviation_db:.1f} dB, dynamics {rep.dynamics_deviation:.1f}"
+          f"worst bands {worst}), width {rep.width_deviation_db:.1f} dB, "
+          f"dynamics {rep.dynamics_deviation:.1f}"
           " ('stylemix compare' shows all of it)")
 
 
@@ -288,7 +327,19 @@ def _check_memory(args) -> None:
                        f"1.2 GB); 'stylemix render' works in blocks at any length")
 
 
+def _checkpoint(args) -> str | None:
+    """The checkpoint ``mix`` reads (protected from being overwritten), if any."""
+    if args.params_in or args.no_model:
+        return None
+    if args.model:
+        return args.model
+    from .predict import DEFAULT_MODEL_PATH
+
+    return str(DEFAULT_MODEL_PATH)
+
+
 def cmd_mix(args) -> int:
+    from .fileio import WriteGroup
     from .meter import integrated_lufs
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
@@ -301,8 +352,9 @@ def cmd_mix(args) -> int:
         raise CliError(f"--steps must be >= 0, got {args.steps}")
     if not (math.isfinite(args.prior) and args.prior >= 0):
         raise CliError(f"--prior must be a number >= 0, got {args.prior}")
+    guard = _guard_outputs(args, fmt, [args.reference, args.params_in, _checkpoint(args)])
     _check_memory(args)
-    inputs = load_inputs(args.stems, args.reference, args.sample_rate)
+    inputs = load_inputs(guard["stem_files"], args.reference, args.sample_rate)
     _print_inputs(inputs)
     if inputs.silent.all():
         raise CliError("every stem is silent: nothing to mix")
@@ -328,7 +380,8 @@ def cmd_mix(args) -> int:
     for line in result.messages:
         print(line)
     if model is not None:
-        print(f"model: {args.model or 'default'}" + (f", analysing {region[0]:g}-{region[1]:g} s" if region else ""))
+        where = f", analysing {region[0]:g}-{region[1]:g} s" if region else ""
+        print(f"model: {args.model or 'default'}{where}")
     params = result.params
 
     ecfg = RefineConfig(seed=args.seed, region=region)
@@ -339,9 +392,11 @@ def cmd_mix(args) -> int:
     target = ref_lufs if args.loudness is None else args.loudness
     if not math.isfinite(target):
         raise CliError(f"{args.reference}: reference has no measurable loudness")
-    params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target)
-    if args.params_out:
-        write_params(args.params_out, params)
+    with WriteGroup() as outputs:  # the mix, its params and the stems land together or not at all
+        params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target, outputs, guard)
+        if args.params_out:
+            write_params(args.params_out, params, group=outputs)
+        outputs.commit()
     steps = f"{args.steps} refine steps" if args.steps else "no refinement"
     print(f"AF loss vs reference: equal-loudness sum {baseline:.4f} -> {source} {start:.4f} -> mix "
           f"{loss1:.4f} ({steps}; {loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum)")
@@ -356,25 +411,33 @@ def cmd_mix(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from .fileio import WriteGroup
     from .paramfile import read_params
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
+    guard = _guard_outputs(args, fmt, [args.params])
     saved = read_params(args.params)
     if args.engine == "torch":
         from .prepare import load_inputs
 
-        inputs = load_inputs(args.stems, None, args.sample_rate)
+        inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
+        _warn_dc(inputs)
         params = saved.select(inputs.names, args.params)
-        params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness)
+        with WriteGroup() as outputs:
+            params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
+            outputs.commit()
         count, seconds = len(inputs.names), inputs.duration
     else:
         # the stems are decoded block by block as they are rendered: memory does not grow with length
         from .stream_io import StemFiles
 
-        with StemFiles(args.stems, args.sample_rate) as source:
+        with StemFiles(guard["stem_files"], args.sample_rate) as source:
+            _warn_dc(source)
             params = saved.select(source.names, args.params)
-            params, before, after, peak = _finish(source, params, args, fmt, args.loudness)
+            with WriteGroup() as outputs:
+                params, before, after, peak = _finish(source, params, args, fmt, args.loudness, outputs, guard)
+                outputs.commit()
             count, seconds = source.n_tracks, source.duration
     print(f"rendered {count} stems, {seconds:.1f} s: {after:.1f} LUFS, "
           f"true peak {peak:.1f} dBTP -> {args.out} in {time.perf_counter() - t0:.1f} s")
@@ -562,12 +625,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stylemix: interrupted", file=sys.stderr)
         return 130
-    except MemoryError:
+    except (OSError, MemoryError) as e:  # anything the checks above did not foresee: still one line
         if args.debug:
             raise
-        print("stylemix: error: out of memory (shorter or fewer stems, or close other programs)",
-              file=sys.stderr)
+        print(f"stylemix: error: {_describe(e)}", file=sys.stderr)
         return 1
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory (try fewer or shorter stems, or close other programs)"
+    if getattr(e, "filename", None) and getattr(e, "strerror", None):
+        return f"{e.filename}: {e.strerror}"
+    return " ".join((str(e) or type(e).__name__).splitlines())
 
 
 def _open_app(argv: list[str]) -> int:

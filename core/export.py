@@ -9,13 +9,22 @@ its look-ahead limiter, which reads ahead offline so the output stays sample-ali
 Processed stems are each track after trim, EQ, compressor, fader and pan -- what the track adds to the
 master bus, before the master bus. Muted tracks (or, with solo, unsoloed ones) are silent in the mix
 but still exported as stems.
+
+Nothing the user owns is lost (:func:`check_export_paths`, run before any rendering): no output may be
+an input (a stem, the reference, a params file, a checkpoint, the session), the stems folder may not
+be a folder the input stems are in, and a stem file is only ever overwritten if an earlier export wrote
+it (listed in the folder's :data:`STEMS_MANIFEST`). All files of one export land together or not at all
+(:class:`core.fileio.WriteGroup`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,10 +32,14 @@ import soundfile as sf
 
 from .audio_io import WRITE_BITS, WRITE_FORMATS, AudioError, AudioWriter
 from .engine import StreamingConsole, as_stems, default_threads, frame_indices, render_stream
+from .fileio import OutputError, WriteGroup, check_outputs, check_writable, same_file
+from .paramfile import read_json
 from .params import MASTER, TRACK
 
 #: Frames per block while rendering processed stems.
 _STEM_BLOCK = 8192
+#: Hidden file in a stems folder listing the stem files stylemix wrote there (only those are overwritten).
+STEMS_MANIFEST = ".stylemix-stems.json"
 
 
 @dataclass
@@ -77,6 +90,75 @@ def stem_file_names(names: list[str], ext: str) -> list[str]:
     return out
 
 
+def _manifest_files(stems_dir: str) -> set[str]:
+    """File names an earlier export wrote in ``stems_dir`` (empty when there is no readable manifest)."""
+    path = os.path.join(stems_dir, STEMS_MANIFEST)
+    if not os.path.isfile(path):
+        return set()
+    try:
+        doc = read_json(path)
+    except ValueError:
+        return set()
+    files = doc.get("files") if isinstance(doc, dict) else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
+def check_export_paths(out_path, stems_dir=None, names: Iterable[str] = (), ext: str = "wav", *,
+                       stem_files: Iterable = (), protect: Iterable = (), stem_folders: Iterable = (),
+                       extra_outputs: Iterable = (), labels=("output", "stems folder")) -> list[str]:
+    """Refuse, before any work, an export that would destroy something the user owns.
+
+    ``stem_files``: the input stems; ``protect``: other files that must never be written (reference,
+    params read, checkpoint, session); ``stem_folders``: folders given as stem inputs;
+    ``extra_outputs``: more ``(label, path)`` outputs of the same command (``--params-out``); ``labels``
+    name the mix and the stems folder in messages (the command line uses its option names). The stems
+    folder may not be a folder the input stems are in, and may only overwrite files an earlier export
+    wrote. Every output folder must be writable. Returns the stem file paths. Raises
+    :class:`core.fileio.OutputError` or :class:`core.fileio.WriteError` with a one-line message.
+    """
+    out_label, stems_label = labels
+    stem_files = [os.fspath(p) for p in stem_files]
+    outputs = [(out_label, os.fspath(out_path)), *extra_outputs]
+    stem_paths: list[str] = []
+    if stems_dir is not None:
+        stems_dir = os.fspath(stems_dir)
+        if os.path.lexists(stems_dir) and not os.path.isdir(stems_dir):
+            raise OutputError(f"{stems_label} {stems_dir}: is a file, not a folder")
+        own = {os.path.dirname(os.path.abspath(p)) for p in stem_files} | {os.fspath(f) for f in stem_folders}
+        clash = next((f for f in sorted(own) if os.path.isdir(stems_dir) and same_file(stems_dir, f)), None)
+        if clash is not None:
+            raise OutputError(f"refusing to write processed stems into {stems_label} {stems_dir}: the input "
+                              f"stems are in {clash}; choose a new folder")
+        ours = _manifest_files(stems_dir) if os.path.isdir(stems_dir) else set()
+        for name in stem_file_names(list(names), ext):
+            path = os.path.join(stems_dir, name)
+            if os.path.lexists(path) and name not in ours:
+                raise OutputError(f"refusing to overwrite {path} in {stems_label} {stems_dir}: stylemix did "
+                                  f"not write it; choose an empty or new folder")
+            stem_paths.append(path)
+        outputs += [(stems_label, p) for p in stem_paths]
+    check_outputs(outputs, [*stem_files, *protect])
+    for label, p in outputs[: len(outputs) - len(stem_paths)]:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(p))):
+            raise OutputError(f"{label} {p}: folder {os.path.dirname(os.path.abspath(p))} does not exist")
+    folders = {os.path.dirname(os.path.abspath(p)): f"{label} {p}" for label, p in outputs}
+    if stems_dir is not None and not os.path.isdir(stems_dir):
+        folders[os.path.abspath(stems_dir)] = f"{stems_label} {stems_dir}"
+    for folder, name in folders.items():
+        while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+            folder = os.path.dirname(folder)  # a stems folder yet to be made: its parent must be writable
+        check_writable(folder, name)
+    return stem_paths
+
+
+def _stage_manifest(group: WriteGroup, stems_dir: str, written: list[str]) -> None:
+    """Record the stem files this export writes (plus earlier ones that are still there)."""
+    keep = {f for f in _manifest_files(stems_dir) if os.path.isfile(os.path.join(stems_dir, f))}
+    files = sorted(keep | {os.path.basename(p) for p in written})
+    doc = {"written_by": "stylemix export", "files": files}
+    group.write_bytes(os.path.join(stems_dir, STEMS_MANIFEST), (json.dumps(doc, indent=1) + "\n").encode())
+
+
 def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) -> np.ndarray:
     """Track ``t`` alone through its strip, fader and pan, from the initial state: ``(2, T)`` float32.
 
@@ -98,14 +180,16 @@ def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) ->
 def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str | None = None,
                bits: str = "24", loudness_lufs: float | None = None, ceiling_dbtp: float | None = None,
                stems_dir=None, progress=None, *, stereo=None, names=None, mute=None, solo=None,
-               threads: int | None = None, measure: bool = True, temp_folder: str | None = None
-               ) -> ExportResult:
+               threads: int | None = None, measure: bool = True, stem_files: Iterable = (),
+               protect: Iterable = (), group: WriteGroup | None = None,
+               temp_folder: str | None = None) -> ExportResult:
     """Render the mix with the streaming console and write it (and optionally each processed stem).
 
     The mix goes block by block into a :class:`~core.stream_io.FrameStore` (memory for a song, an
     unnamed temporary file for hours), through the output stage in chunks, and into the file in
-    blocks, so memory does not grow with the length beyond the stems themselves (none at all when
-    ``stems`` is a block source such as :class:`~core.stream_io.StemFiles`).
+    blocks, with the processed stems written in the same pass, so memory does not grow with the
+    length beyond the stems themselves (none at all when ``stems`` is a block source such as
+    :class:`~core.stream_io.StemFiles`).
 
     Args:
         stems: float32 ``(N, 2, T)`` (a mono stem as two identical channels), a list of ``(C, T)``, or
@@ -116,59 +200,75 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
         fmt: ``"wav"`` or ``"flac"`` (default: from the extension); bits: ``"16"``, ``"24"`` or ``"32f"``.
         loudness_lufs: integrated loudness target (reached with the master fader), or None.
         ceiling_dbtp: true-peak ceiling (look-ahead limiter, no latency), or None.
-        stems_dir: folder for processed stems (``<name>.<fmt>``, same format), or None; written in the
-            same pass as the mix, and renamed into place together with it.
+        stems_dir: folder for processed stems (``<name>.<fmt>``, same format), or None.
         progress: ``callable(done, total)`` in arbitrary work units, called from this thread.
         stereo: ``(N,)`` bool (None: detected); names: stem names for the stem files (default
             ``track01``...); mute, solo: ``(N,)`` bool.
         threads: strip worker threads (default: all cores this process may use, at most 8).
         measure: report the written mix's loudness and true peak; False leaves them NaN.
+        stem_files, protect: the input stems and other files (reference, session) that no output may
+            overwrite; see :func:`check_export_paths` (checked before rendering).
+        group: a :class:`core.fileio.WriteGroup` to stage the files in (the caller commits it with its
+            own files); by default the mix and stems are committed together here.
         temp_folder: where a long mix's temporary files go (default: the system's temporary folder).
 
     Raises:
         AudioError: the destination or format cannot be written (checked before rendering).
+        core.fileio.OutputError: an output would overwrite an input or a file stylemix did not write.
     """
-    from .render import output_stage_store
-    from .stream_io import FrameStore
-
     out_path = os.fspath(out_path)
     ext = _check_output(out_path, fmt, bits)
-    source = None if isinstance(stems, (np.ndarray, list, tuple)) else stems
-    if source is None:
+    if isinstance(stems, (np.ndarray, list, tuple)):
         arr, stereo = as_stems(stems, stereo)
-        n_tracks, total = arr.shape[0], arr.shape[2]
-    else:
-        arr = source
-        stereo = np.asarray(source.stereo if stereo is None else stereo, dtype=bool)
-        n_tracks, total = int(source.n_tracks), int(source.frames)
+        n_tracks = arr.shape[0]
+    else:  # a block source: stems decoded as they are rendered
+        arr = stems
+        stereo = np.asarray(stems.stereo if stereo is None else stereo, dtype=bool)
+        n_tracks = int(stems.n_tracks)
         if names is None:
-            names = getattr(source, "names", None)
+            names = getattr(stems, "names", None)
     names = list(names) if names is not None else [f"track{i + 1:02d}" for i in range(n_tracks)]
     if len(names) != n_tracks:
         raise ValueError(f"{len(names)} names for {n_tracks} stems")
-    if stems_dir is not None and not os.path.isdir(stems_dir):
-        os.makedirs(stems_dir, exist_ok=True)
+    planned = check_export_paths(out_path, stems_dir, names, ext, stem_files=stem_files, protect=protect)
+    with nullcontext(group) if group is not None else WriteGroup() as files:
+        result = _render_and_stage(files, arr, stereo, names, track_params, master_params, sr, out_path,
+                                   ext, bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute,
+                                   solo, threads, measure, temp_folder)
+        if group is None:
+            files.commit()
+    return result
+
+
+def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, master_params, sr, out_path, ext,
+                      bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute, solo, threads,
+                      measure, temp_folder) -> ExportResult:
+    from .render import output_stage_store
+    from .stream_io import FrameStore
+
+    n_tracks = len(names)
+    total = int(arr.shape[2]) if isinstance(arr, np.ndarray) else int(arr.frames)
+    if stems_dir is not None:
+        files.make_dirs(stems_dir)
     threads = default_threads() if threads is None else threads
     track_params = np.asarray(track_params, dtype=np.float64).reshape(n_tracks, len(TRACK))
     master_params = np.asarray(master_params, dtype=np.float64).reshape(len(MASTER))
 
     work = 3 * total
     report = progress if progress is not None else (lambda done, all_: None)
-    writers: list[AudioWriter] = []
+    writers = [AudioWriter(path, 2, sr, ext, bits, group=files) for path in (planned if stems_dir else [])]
     mix = FrameStore(2, total, temp_folder)
     try:
         on_block = None
-        if stems_dir is not None:
-            for file_name in stem_file_names(names, ext):
-                writers.append(AudioWriter(os.path.join(os.fspath(stems_dir), file_name), 2, sr, ext, bits))
+        if writers:
             block = np.empty((2, _STEM_BLOCK), np.float32)
-            solo_free: list = []
+            unmuted: list = []
 
-            def on_block(con, cache, start, n):
-                if not solo_free:  # stems are written whether muted or not
+            def on_block(con, cache, start, n):  # each processed stem, in the same pass as the mix
+                if not unmuted:  # stems are written whether muted or not
                     none = np.zeros(n_tracks, bool)
-                    solo_free.append(con.snapshot.replace(mute=none, solo=none))
-                snap = solo_free[0]
+                    unmuted.append(con.snapshot.replace(mute=none, solo=none))
+                snap = unmuted[0]
                 for t, w in enumerate(writers):
                     con.track_output(cache, t, n, block[:, :n], snapshot=snap,
                                      from_gains=(snap.out_gain, snap.m_gain))
@@ -182,24 +282,28 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
                                  temp_folder, lambda f: report(2 * total + int(0.8 * f * total), work))
         mix.close()
         try:
-            with AudioWriter(out_path, 2, sr, ext, bits) as w:
+            with AudioWriter(out_path, 2, sr, ext, bits, group=files) as w:
                 for s in range(0, total, 1 << 18):
                     w.write(res.out.read(s, min(1 << 18, total - s)))
-                for sw in writers:
-                    sw.commit()
                 w.commit()
         finally:
             res.out.close()
+        for w in writers:
+            w.commit()
         report(work, work)
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
     finally:
         mix.close()
-        for sw in writers:
-            sw.abort()
 
+    stem_paths = [w.path for w in writers]
+    if stems_dir is not None:
+        _stage_manifest(files, os.fspath(stems_dir), stem_paths)
     master = master_params.copy()
-    master[MASTER.index("gain_db")] = res.gain_db
+    master[gi] = res.gain_db
     level = peak = math.nan
     if measure:
         level, peak = res.loudness_lufs, res.true_peak_dbtp
-    stem_paths = [w.path for w in writers]
     return ExportResult(out_path, int(sr), int(total), level, peak, master, stem_paths)

@@ -211,8 +211,48 @@ class _StemReader:
         self._pending = self._pending[take:]
         self._done += take
 
+    def sampled_dc_share(self, blocks: int = 16, size: int = 1 << 15) -> float:
+        """Share of the energy that is DC, estimated from ``blocks`` stretches spread over the file
+        (the exact figure, :func:`core.audio_io.dc_share`, needs the whole file)."""
+        total = self.file.frames
+        sums = np.zeros(self.channels)
+        energy = 0.0
+        count = 0
+        for k in range(blocks):
+            start = int((total - size) * k / max(1, blocks - 1)) if total > size else 0
+            self.file.seek(start)
+            x = self.file.read(min(size, total), dtype="float64", always_2d=True)
+            sums += x.sum(axis=0)
+            energy += float(np.square(x).sum())
+            count += x.shape[0]
+            if total <= size:
+                break
+        self.file.seek(0)
+        if count == 0 or energy <= 0:
+            return 0.0
+        return float(np.square(sums / count).sum() / (energy / count))
+
     def close(self) -> None:
         self.file.close()
+
+
+class _ArrayReader:
+    """A stem already in memory (``(C, T)`` at the session rate), read like a :class:`_StemReader`."""
+
+    def __init__(self, path: str, data: np.ndarray):
+        self.path, self.data = path, data
+        self.channels, self.frames = data.shape
+        self._done = 0
+
+    def read(self, n: int, out: np.ndarray) -> None:
+        take = min(n, max(0, self.frames - self._done))
+        out[0, :take] = self.data[0, self._done:self._done + take]
+        out[1, :take] = self.data[1 if self.channels == 2 else 0, self._done:self._done + take]
+        out[:, take:n] = 0.0
+        self._done += take
+
+    def close(self) -> None:
+        self.data = None
 
 
 class StemFiles:
@@ -232,6 +272,18 @@ class StemFiles:
         except Exception:
             self.close()
             raise
+        # a stem that is mostly DC is high-passed at import (core.audio_io.load_audio), which needs
+        # the whole file: a quick estimate picks the suspects, which are loaded and checked exactly
+        self.dc_removed: list[tuple[str, float]] = []
+        from .audio_io import load_audio
+
+        for i, r in enumerate(self.readers):
+            if isinstance(r, _StemReader) and r.sampled_dc_share() > 0.25:
+                a = load_audio(r.path, sample_rate, remove_mostly_dc=True)
+                if a.dc_removed:
+                    self.dc_removed.append((r.path, a.dc_removed))
+                    r.close()
+                    self.readers[i] = _ArrayReader(r.path, a.data)
         self.names = unique_names(Path(p).stem for p in self.paths)
         self.stereo = np.array([r.channels == 2 for r in self.readers])
         self.frames = max(r.frames for r in self.readers)
@@ -247,7 +299,7 @@ class StemFiles:
 
     def padded(self) -> list[tuple[str, float]]:
         """``(name, seconds)`` of the stems shorter than the longest (by 2 frames or more)."""
-        return [(name, r.file.frames / r.rate) for name, r in zip(self.names, self.readers, strict=True)
+        return [(name, r.frames / self.sample_rate) for name, r in zip(self.names, self.readers, strict=True)
                 if self.frames - r.frames >= 2]
 
     def read_block(self, start: int, n: int, out: np.ndarray) -> None:
