@@ -436,7 +436,8 @@ def cmd_render(args) -> int:
             _warn_dc(source)
             params = saved.select(source.names, args.params)
             with WriteGroup() as outputs:
-                params, before, after, peak = _finish(source, params, args, fmt, args.loudness, outputs, guard)
+                params, before, after, peak = _finish(source, params, args, fmt, args.loudness, outputs,
+                                                      guard)
                 outputs.commit()
             count, seconds = source.n_tracks, source.duration
     print(f"rendered {count} stems, {seconds:.1f} s: {after:.1f} LUFS, "
