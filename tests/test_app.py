@@ -183,7 +183,17 @@ def test_typed_values_are_exact_double_click_resets_and_wheel_steps(qtbot, windo
     ratio.edit.setText("300")  # out of range: clipped to the schema's maximum
     ratio.edit.returnPressed.emit()
     assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].max
-    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)
+    assert window.model.predicted_value(1, "comp_ratio") is None
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)  # no prediction: back to the default
+    assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].default
+    pred = window.model.session.params.copy()
+    pred.tracks[1, TRACK.index("comp_ratio")] = 3.0
+    window.model.apply_prediction(pred)
+    ratio.edit.setText("6:1")
+    ratio.edit.returnPressed.emit()
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)  # with a prediction: back to the predicted value
+    assert window.model.value(1, "comp_ratio") == pytest.approx(3.0)
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton, Qt.AltModifier)  # Alt: to the default
     assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].default
     pan = strip.controls["pan"]
     n = window.model.undo.count()

@@ -98,14 +98,20 @@ class ParamBinding:
     def send_typed(self, value: float) -> None:
         self.model.edit(self.track, self.param.key, value, 0)
 
-    def reset(self) -> None:
-        self.model.reset_default(self.track, self.param.key)
+    def reset(self, to_default: bool = False) -> None:
+        """Double-click: back to the predicted value when there is one, else (or with ``to_default``,
+        Alt+double-click) to the default."""
+        if not to_default and self.model.predicted_value(self.track, self.param.key) is not None:
+            self.model.reset_predicted(self.track, self.param.key)
+        else:
+            self.model.reset_default(self.track, self.param.key)
 
     def context_menu(self, parent: QWidget, pos, edit: QLineEdit | None) -> None:
         menu = QMenu(parent)
         key, track = self.param.key, self.track
-        menu.addAction("Reset to default (double-click)", self.reset)
-        pred = menu.addAction("Reset to predicted", lambda: self.model.reset_predicted(track, key))
+        menu.addAction("Reset to default (Alt+double-click)", lambda: self.reset(to_default=True))
+        pred = menu.addAction("Reset to predicted (double-click)",
+                              lambda: self.model.reset_predicted(track, key))
         pred.setEnabled(self.model.predicted_value(track, key) is not None)
         if edit is not None:
             menu.addAction("Type a value", lambda: (edit.setFocus(), edit.selectAll()))
@@ -160,7 +166,7 @@ class _Dial(QWidget):
         self._press = None
 
     def mouseDoubleClickEvent(self, ev) -> None:
-        self.b.reset()
+        self.b.reset(to_default=bool(ev.modifiers() & Qt.AltModifier))
 
     def wheelEvent(self, ev) -> None:
         steps = ev.angleDelta().y() / 120.0
