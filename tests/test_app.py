@@ -761,3 +761,11 @@ def test_trim_resets_to_its_import_value(qtbot, window):
     assert window.model.inputs.trim_db[0] == 0.0  # the console (and prediction) use the edited trim
     qtbot.mouseDClick(trim.dial, Qt.LeftButton)
     assert trim.value == pytest.approx(imported, abs=0.01)
+
+
+def test_export_path_is_next_to_the_session_never_inside_the_installation(tmp_path):
+    from app.export_dialog import default_output
+
+    assert default_output(str(tmp_path / "song.stylemix")) == str(tmp_path / "song_mix.wav")
+    demo = default_output(str(DEMO / "demo.stylemix"))
+    assert demo.endswith("demo_mix.wav") and not demo.startswith(str(DEMO.parent.parent))
