@@ -219,7 +219,7 @@ class TransportBar(QWidget):
         for i, (src, text, tip, name) in enumerate((
                 ("mix", "MIX", "Your mix with your edits (A toggles with the reference)", "abA"),
                 ("reference", "REF", "The reference song, loudness-matched (A)", "abB"),
-                ("predicted", "PRED", "The prediction, loudness-matched (P)", "abB"))):
+                ("predicted", "PRED", "The prediction, loudness-matched (P)", "abP"))):
             b = QToolButton(text=text, checkable=True, objectName=name)
             b.setToolTip(tip)
             b.setMinimumWidth(44)

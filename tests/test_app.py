@@ -769,3 +769,11 @@ def test_export_path_is_next_to_the_session_never_inside_the_installation(tmp_pa
     assert default_output(str(tmp_path / "song.stylemix")) == str(tmp_path / "song_mix.wav")
     demo = default_output(str(DEMO / "demo.stylemix"))
     assert demo.endswith("demo_mix.wav") and not demo.startswith(str(DEMO.parent.parent))
+
+
+def test_pred_button_has_the_prediction_colour(window):
+    from app import theme
+
+    button = window.transport.ab_buttons["predicted"]
+    rule = next(line for line in theme.STYLE.splitlines() if f"#{button.objectName()}:checked" in line)
+    assert theme.PREDICTED.name() in rule and theme.REFERENCE.name() not in rule

@@ -84,7 +84,8 @@ class EqPlot(pg.PlotWidget):
         bottom.setTicks([ticks, []])
         left = pi.getAxis("left")
         lim = int(GAIN_LIMIT_DB)
-        left.setTicks([[(v, f"{v:+d}") for v in (-lim, 0, lim)], []])
+        marks = sorted({-lim, -lim // 2, 0, lim // 2, lim})  # +-6 and +-12 dB
+        left.setTicks([[(v, "0" if v == 0 else f"{v:+d}") for v in marks], []])
         for axis in (bottom, left):
             axis.setStyle(tickFont=theme.small_font(6), tickLength=-3)
             axis.setTextPen(theme.TEXT_DIM)
