@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
         m.audioChanged.connect(self._audio_changed)
         m.loopChanged.connect(self._show_loop)
         pb.stateChanged.connect(self._show_loop)
+        pb.stateChanged.connect(self._show_overview)
         pb.positionChanged.connect(self.overview.set_position)
         pb.metersChanged.connect(self._show_meters)
         pb.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
@@ -259,8 +260,25 @@ class MainWindow(QMainWindow):
 
     def _show_analysis(self, result) -> None:
         self.analysis_panel.show_result(result)
-        self.overview.set_envelope(result.envelope_lo, result.envelope_hi, result.duration)
+        self._mix_envelope = (result.envelope_lo, result.envelope_hi, result.duration)
+        self._show_overview()
         self.console.master.set_loudness(I=result.mix.lufs, TP=result.mix.true_peak)
+
+    def _show_overview(self) -> None:
+        """The overview draws what is heard: the reference's waveform while REF plays, else the mix's."""
+        inputs = self.model.inputs
+        env = getattr(self, "_mix_envelope", None)
+        if self.playback.source == "reference" and inputs is not None and inputs.reference is not None:
+            ref = inputs.reference
+            cached = getattr(self, "_ref_envelope", None)
+            if cached is None or cached[0] is not ref:
+                from .measure import envelope
+
+                lo, hi = envelope(ref)
+                cached = self._ref_envelope = (ref, lo, hi, ref.shape[-1] / inputs.sample_rate)
+            env = cached[1:]
+        if env is not None:
+            self.overview.set_envelope(*env)
 
     # -- sessions --------------------------------------------------------------------------------------------
     def new_session(self) -> bool:

@@ -777,3 +777,18 @@ def test_pred_button_has_the_prediction_colour(window):
     button = window.transport.ab_buttons["predicted"]
     rule = next(line for line in theme.STYLE.splitlines() if f"#{button.objectName()}:checked" in line)
     assert theme.PREDICTED.name() in rule and theme.REFERENCE.name() not in rule
+
+
+def test_overview_shows_the_reference_while_ref_plays(qtbot, window):
+    from app.measure import envelope
+
+    _open_demo(qtbot, window)
+    _settle(qtbot, window)
+    window.analysis.run_now()
+    _settle(qtbot, window)
+    mix_hi = window.overview.hi.getData()[1].copy()
+    window.playback.set_source("reference")
+    lo, hi = envelope(window.model.inputs.reference)
+    np.testing.assert_allclose(window.overview.hi.getData()[1], hi / max(np.abs(lo).max(), np.abs(hi).max()))
+    window.playback.set_source("mix")
+    np.testing.assert_allclose(window.overview.hi.getData()[1], mix_hi)
