@@ -140,8 +140,8 @@ def test_lock_before_stems_does_not_swallow_them():
     assert _comma_list(args.sets) == ["pan=0.1", "gain_db=-3"]
 
 
-@pytest.mark.parametrize("command", ["render", "analyze", "params"])
-def test_render_analyze_and_params_do_not_import_torch(tmp_path, command):
+@pytest.mark.parametrize("command", ["render", "analyze", "params", "compare"])
+def test_render_analyze_params_and_compare_do_not_import_torch(tmp_path, command):
     paths = _write(tmp_path / "s", seed=4)
     tp, mp = _params(len(paths))
     from core.paramfile import MixParams, write_params
@@ -150,7 +150,8 @@ def test_render_analyze_and_params_do_not_import_torch(tmp_path, command):
     write_params(tmp_path / "p.json", MixParams(names, tp, mp))
     argv = {"render": ["render", *paths, "--params", str(tmp_path / "p.json"),
                        "--out", str(tmp_path / "o.wav"), "--engine", "stream"],
-            "analyze": ["analyze", paths[0]], "params": ["params"]}[command]
+            "analyze": ["analyze", paths[0]], "params": ["params"],
+            "compare": ["compare", paths[0], paths[1]]}[command]
     code = ("import sys; from core.cli import main; rc = main(sys.argv[1:]); "
             "sys.exit(rc or (3 if 'torch' in sys.modules else 0))")
     env = dict(os.environ, PYTHONPATH=ROOT, STYLEMIX_NO_WARMUP="1")
