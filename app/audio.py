@@ -67,6 +67,11 @@ class AudioEngine:
             self.player.set_params(params.tracks, params.master, np.asarray(mute, bool),
                                    np.asarray(solo, bool))
 
+    def set_value(self, track: int, key: str, value: float) -> None:
+        """One control (track -1: master) changed: only it is designed again."""
+        if self.player is not None:
+            self.player.set_value(track, key, value)
+
     def set_b_reference(self, reference) -> None:
         if self.player is not None:
             self.player.set_reference(reference)

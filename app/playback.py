@@ -1,7 +1,8 @@
 """Transport and A/B logic between the model and the audio engine.
 
 Every model change is pushed to the engine as a new parameter snapshot at once (the engine re-renders
-the blocks not yet played, so an edit is heard within a block). A GUI timer polls the playhead and the
+the blocks not yet played, so an edit is heard within a block or two). A single control travels as
+(track, key, value), and the engine designs again only what that control changes. A GUI timer polls the playhead and the
 meters (Friture style). A/B has three sources, all at the same playhead: the mix with your edits, the
 reference song and the prediction. The reference is loudness-matched by the engine; the prediction is
 matched here by offsetting its master fader by the measured loudness difference.
@@ -41,7 +42,7 @@ class PlaybackController(QObject):
     def _connect(self) -> None:
         m = self.model
         m.audioChanged.connect(self.reload)
-        m.paramChanged.connect(lambda *a: self.push())
+        m.paramChanged.connect(self.push_value)
         m.consoleReset.connect(self.push)
         m.flagChanged.connect(lambda *a: self.push())
         m.loopChanged.connect(self._region_changed)
@@ -75,6 +76,13 @@ class PlaybackController(QObject):
         s = self.model.session
         if self.engine.loaded and len(s.stems) == self.engine.player.n_tracks:
             self.engine.set_params(s.params, s.mute, s.solo)
+            if self.source == "predicted":
+                self._match_timer.start()
+
+    def push_value(self, track: int, key: str, value: float) -> None:
+        """One control changed: only (track, key, value) travels to the engine."""
+        if self.engine.loaded and len(self.model.session.stems) == self.engine.player.n_tracks:
+            self.engine.set_value(track, key, value)
             if self.source == "predicted":
                 self._match_timer.start()
 

@@ -26,7 +26,8 @@ import math
 import os
 import platform
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 import numpy as np
 from llvmlite import ir
@@ -62,6 +63,7 @@ _T_STRIP = [_T_TRIM] + _T_EQ + _T_COMP
 _M_EQ = [MASTER.index(k) for k in _EQ_KEYS]
 _M_COMP = [MASTER.index(k) for k in _COMP_KEYS]
 _M_GAIN = MASTER.index("gain_db")
+_T_STRIP_SET, _M_EQ_SET, _M_COMP_SET = frozenset(_T_STRIP), frozenset(_M_EQ), frozenset(_M_COMP)
 
 
 # --- parameter design (numpy, float64) -----------------------------------------------------------------
@@ -122,6 +124,12 @@ def audible(mute: np.ndarray, solo: np.ndarray) -> np.ndarray:
     return ~mute & (solo if solo.any() else True)
 
 
+def _out_gain(track: np.ndarray, stereo, mute, solo) -> np.ndarray:
+    """(N, 2) fader x pan x audible."""
+    gain = 10.0 ** (track[:, _T_GAIN] / 20.0) * audible(mute, solo)
+    return pan_law(track[:, _T_PAN], stereo) * gain[:, None]
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, copy=True)
     a.setflags(write=False)
@@ -153,6 +161,9 @@ class Snapshot:
     m_comp: np.ndarray  # (8,)
     m_gain: float  # master fader, linear
     version: int = 0
+    #: what :meth:`edit` derived this snapshot from (weak) and which strips it filters differently
+    parent: object = field(default=None, repr=False)
+    changed: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_tracks(self) -> int:
@@ -178,8 +189,7 @@ class Snapshot:
     @classmethod
     def _assemble(cls, track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version):
         trim = 10.0 ** (track[:, _T_TRIM] / 20.0)
-        gain = 10.0 ** (track[:, _T_GAIN] / 20.0) * audible(mute, solo)
-        out_gain = pan_law(track[:, _T_PAN], stereo) * gain[:, None]
+        out_gain = _out_gain(track, stereo, mute, solo)
         m_sos, m_eq_gain = design_sos(master[_M_EQ], sample_rate)
         return cls(
             track=_frozen(track), master=_frozen(master), stereo=_frozen(stereo), mute=_frozen(mute),
@@ -211,6 +221,73 @@ class Snapshot:
         """(N,) bool: tracks whose trim, EQ or compressor differ from this snapshot's."""
         track = np.asarray(track_params, dtype=np.float64)
         return np.any(track[:, _T_STRIP] != self.track[:, _T_STRIP], axis=1)
+
+    def strips_since(self, other: Snapshot) -> np.ndarray:
+        """(N,) bool: tracks this snapshot filters differently from ``other``. Free when this snapshot
+        was made from ``other`` by :meth:`edit`; otherwise the strip controls are compared."""
+        if self.changed is not None and self.parent is not None and self.parent() is other:
+            return self.changed.copy()
+        return other.strip_changes(self.track)
+
+    def edit(self, items) -> Snapshot:
+        """A new snapshot with a few controls changed: ``items`` = ``[(track, key, value), ...]``,
+        track ``-1`` for the master bus; version + 1.
+
+        Only what the changed controls imply is designed again: a fader or pan recomputes that
+        track's output gains, an EQ or compressor control that track's filters, a master control the
+        master's; nothing is compared with the rest of the console. Values are physical and, like
+        :meth:`replace`'s, not clipped here."""
+        track, master = self.track, self.master
+        strips: set[int] = set()
+        gains = new_m_eq = new_m_comp = new_m_gain = False
+        for t, key, value in items:
+            t = int(t)
+            if t < 0:
+                i = MASTER.index(key)
+                if master is self.master:
+                    master = self.master.copy()
+                master[i] = value
+                new_m_eq |= i in _M_EQ_SET
+                new_m_comp |= i in _M_COMP_SET
+                new_m_gain |= i == _M_GAIN
+            else:
+                i = TRACK.index(key)
+                if track is self.track:
+                    track = self.track.copy()
+                track[t, i] = value
+                if i in _T_STRIP_SET:
+                    strips.add(t)
+                gains |= i in (_T_GAIN, _T_PAN)
+        sr = self.sample_rate
+        sos, eq_gain, comp, pre_gain = self.sos, self.eq_gain, self.comp, self.pre_gain
+        changed = np.zeros(self.n_tracks, bool)
+        if strips:
+            rows = np.array(sorted(strips))
+            changed[rows] = True
+            sos, eq_gain, comp, pre_gain = sos.copy(), eq_gain.copy(), comp.copy(), pre_gain.copy()
+            sos[rows], eq_gain[rows] = design_sos(track[rows][:, _T_EQ], sr)
+            comp[rows] = _comp_constants(track[rows][:, _T_COMP], sr)
+            pre_gain[rows] = 10.0 ** (track[rows, _T_TRIM] / 20.0) * eq_gain[rows]
+        out_gain = self.out_gain
+        if gains:
+            out_gain = _out_gain(track, self.stereo, self.mute, self.solo)
+        m_sos, m_eq_gain, m_comp, m_gain_lin = self.m_sos, self.m_eq_gain, self.m_comp, self.m_gain
+        if new_m_eq:
+            m_sos, m_eq_gain = design_sos(master[_M_EQ], sr)
+            m_sos, m_eq_gain = _frozen(m_sos), float(m_eq_gain)
+        if new_m_comp:
+            m_comp = _frozen(_comp_constants(master[_M_COMP], sr))
+        if new_m_gain:
+            m_gain_lin = float(10.0 ** (master[_M_GAIN] / 20.0))
+        return Snapshot(
+            track=_frozen(track) if track is not self.track else track,
+            master=_frozen(master) if master is not self.master else master, stereo=self.stereo,
+            mute=self.mute, solo=self.solo, sample_rate=sr,
+            pre_gain=_frozen(pre_gain) if strips else pre_gain, eq_gain=_frozen(eq_gain) if strips else eq_gain,
+            sos=_frozen(sos) if strips else sos, comp=_frozen(comp) if strips else comp,
+            out_gain=_frozen(out_gain) if gains else out_gain, m_sos=m_sos, m_eq_gain=m_eq_gain, m_comp=m_comp,
+            m_gain=m_gain_lin, version=self.version + 1, parent=weakref.ref(self), changed=changed,
+        )
 
 
 # --- kernels -------------------------------------------------------------------------------------------
@@ -575,6 +652,22 @@ def _track_out(cache, t, stereo, g0, g1, ramp, n, out):
 # --- state -------------------------------------------------------------------------------------------
 
 
+# Playback renders from one thread next to a busy GUI thread: there every release of the GIL costs up
+# to a switch interval to take it back, several times per block. These wrappers run the same kernels
+# holding the GIL (a block takes a fraction of a millisecond), so a block is rendered in one go.
+
+
+@njit(cache=True)
+def _strips_held(src, stereo, tracks, idx, tidx, tw, pre_gain, sos, comp, zi, cst, out, env, gmin):
+    _strips(src, stereo, tracks, idx, tidx, tw, pre_gain, sos, comp, zi, cst, out, env, gmin)
+
+
+@njit(cache=True)
+def _mix_held(cache, stereo, g0, g1, ramp, n, scale, bus, sos, comp, zi, cst, fader0, fader1, env, out):
+    _sum_bus(cache, stereo, g0, g1, ramp, n, scale, bus)
+    return _master(bus, n, sos, comp, zi, cst, fader0, fader1, ramp, env, out)
+
+
 class EngineState:
     """Every filter and compressor state of a console; cheap to copy (a few hundred floats per track).
 
@@ -679,6 +772,8 @@ class StreamingConsole:
         mute, solo: ``(N,)`` bool.
         threads: worker threads for the strips (tracks are split between them; 1 = the calling thread
             only). Parallel rendering pays off for blocks of a few thousand frames and more.
+        hold_gil: render each block without releasing the GIL (playback: one thread, small blocks,
+            next to a busy GUI thread); only with ``threads=1``.
 
     The simple use is :meth:`process` (advance the playhead by ``n`` frames, get the mix). Playback
     uses the pieces: :meth:`render_strips` (into a per-track cache), :meth:`mix` (cache -> output),
@@ -688,7 +783,7 @@ class StreamingConsole:
     MAX_TRACKS = 64
 
     def __init__(self, stems, stereo=None, sample_rate: int = 44100, track_params=None, master_params=None,
-                 *, mute=None, solo=None, threads: int = 1):
+                 *, mute=None, solo=None, threads: int = 1, hold_gil: bool = False):
         self.stems, self.stereo = as_stems(stems, stereo)
         n = self.stems.shape[0]
         if not 1 <= n <= self.MAX_TRACKS:
@@ -700,6 +795,9 @@ class StreamingConsole:
         self.state = EngineState(n)
         self.position = 0
         self.threads = max(1, int(threads))
+        if hold_gil and self.threads != 1:
+            raise ValueError("hold_gil renders in the calling thread only (threads=1)")
+        self.hold_gil = bool(hold_gil)
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._all = np.arange(n, dtype=np.int64)
         self._gmin = np.ones(n)
@@ -764,6 +862,9 @@ class StreamingConsole:
         if self._env.shape[1] < n:
             self._env = np.zeros((self.n_tracks, n))
         args = (idx, tidx, tw, snap.pre_gain, snap.sos, snap.comp, st.tz, st.tc, cache, self._env, gm)
+        if self.hold_gil:
+            _strips_held(self.stems, self.stereo, tracks, *args)
+            return
         if self._pool is None or len(tracks) < 2 or n < 1024:
             _strips(self.stems, self.stereo, tracks, *args)
             return
@@ -788,6 +889,9 @@ class StreamingConsole:
             self._menv = np.zeros(n)
         g0, f0 = (snap.out_gain, snap.m_gain) if from_gains is None else from_gains
         ramp = min(GAIN_RAMP, n)
+        if self.hold_gil:
+            return _mix_held(cache, self.stereo, g0, snap.out_gain, ramp, n, snap.m_eq_gain, self._bus,
+                             snap.m_sos, snap.m_comp, st.mz, st.mc, f0, snap.m_gain, self._menv, out)
         _sum_bus(cache, self.stereo, g0, snap.out_gain, ramp, n, snap.m_eq_gain, self._bus)
         return _master(self._bus, n, snap.m_sos, snap.m_comp, st.mz, st.mc, f0, snap.m_gain, ramp,
                        self._menv, out)

@@ -107,7 +107,7 @@ class Meters:
 # --- meter kernels ------------------------------------------------------------------------------------
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
 def _meter_strips(cache, stereo, gains, n, ks, kz, peak, sq, kp):
     """Per strip after fader/pan: block peak and sum of squares per channel, K-weighted power sum."""
     c1 = (ks[0, 0], ks[0, 1], ks[0, 2], ks[0, 3], ks[0, 4])
@@ -140,7 +140,7 @@ def _meter_strips(cache, stereo, gains, n, ks, kz, peak, sq, kp):
             kp[t] += k
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
 def _meter_frames(buf, n, ks, kz, peak, sq):
     """Master meter on the output block ``buf (n, 2)``; returns the K-weighted power sum."""
     c1 = (ks[0, 0], ks[0, 1], ks[0, 2], ks[0, 3], ks[0, 4])
@@ -181,7 +181,7 @@ class _Lane:
     """
 
     def __init__(self, stems, stereo, sample_rate, snapshot: Snapshot, slots: int, block: int):
-        self.con = StreamingConsole(stems, stereo, sample_rate, threads=1)
+        self.con = StreamingConsole(stems, stereo, sample_rate, threads=1, hold_gil=True)
         self.con.snapshot = snapshot
         n = self.con.n_tracks
         self.snapshot = snapshot
@@ -430,12 +430,28 @@ class Player:
 
     def set_params(self, track_params=None, master_params=None, mute=None, solo=None) -> Snapshot:
         """Edit A (None keeps a part). Returns the new snapshot; heard from the next block rendered."""
-        snap = self._req_a.replace(track_params, master_params, mute, solo)
+        prev = self._req_a
+        snap = prev.replace(track_params, master_params, mute, solo)
         self._req_a = snap
-        if self._req_b is not None and (mute is not None or solo is not None):
+        flags = not (np.array_equal(snap.mute, prev.mute) and np.array_equal(snap.solo, prev.solo))
+        if self._req_b is not None and flags:
             self._req_b = self._req_b.replace(mute=snap.mute, solo=snap.solo)
         self._request_match()
         self._wake.set()
+        return snap
+
+    def set_value(self, track: int, key: str, value: float) -> Snapshot:
+        """Edit one control of A (``track`` -1: the master bus). See :meth:`set_values`."""
+        return self.set_values(((track, key, value),))
+
+    def set_values(self, items) -> Snapshot:
+        """Edit a few controls of A: ``[(track, key, value), ...]``, physical values. Only what they
+        change is designed again (:meth:`core.engine.Snapshot.edit`), and only the strips whose
+        filters changed are filtered again; heard from the next block rendered."""
+        snap = self._req_a.edit(items)
+        self._req_a = snap
+        self._wake.set()
+        self._request_match()
         return snap
 
     def set_mute(self, track: int, on: bool) -> None:
@@ -667,7 +683,7 @@ class Player:
         if snap is not lane_a.snapshot:
             j0 = self._take_back_point()
             self._take_back_final(j0)
-            lane_a.take_back(j0, lane_a.snapshot.strip_changes(snap.track))
+            lane_a.take_back(j0, snap.strips_since(lane_a.snapshot))
             lane_a.snapshot = snap
         self._apply_b_requests()
         if self._req_ab != self._ab or self._req_ref_gain != self._ref_gain:
@@ -699,7 +715,7 @@ class Player:
         elif snap_b is not lane_b.snapshot:
             j0 = self._take_back_point()
             self._take_back_final(j0)
-            lane_b.take_back(j0, lane_b.snapshot.strip_changes(snap_b.track))
+            lane_b.take_back(j0, snap_b.strips_since(lane_b.snapshot))
             lane_b.snapshot = snap_b
 
     def _preroll_indices(self, frame: int) -> np.ndarray:
@@ -909,7 +925,7 @@ class Player:
         self._wake.set()
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
 def _crossfade_kernel(a, b, w, target, step, out):
     n = out.shape[0]
     for i in range(n):

@@ -147,6 +147,11 @@ def test_fader_drag_reaches_engine_and_is_one_undo_step(qtbot, window):
     fader = window.console.strips[2].controls["gain_db"]
     dial = fader.dial
     before = window.model.value(2, "gain_db")
+    player = window.engine.player
+    sent = []
+    player.set_params = lambda *a, **k: pytest.fail("a fader move must not send the whole console")
+    set_values = player.set_values
+    player.set_values = lambda items: sent.append(list(items)) or set_values(items)
     start = QPoint(dial.width() // 2, dial.height() // 2)
     qtbot.mousePress(dial, Qt.LeftButton, pos=start)
     for dy in (5, 10, 20, 30):
@@ -156,6 +161,9 @@ def test_fader_drag_reaches_engine_and_is_one_undo_step(qtbot, window):
     assert after > before + 3
     assert window.model.undo.count() == 1  # the whole drag is one step
     assert _engine_gain(window, 2) == pytest.approx(after)  # what you hear follows at once
+    # only (track, key, value) travels, and no strip is filtered again for a fader
+    assert sent and all(len(items) == 1 and items[0][:2] == (2, "gain_db") for items in sent)
+    assert not window.engine.snapshot.changed.any()
     assert window.model.dirty and window.windowTitle().startswith("demo.stylemix *")
     window.model.undo.undo()
     assert window.model.value(2, "gain_db") == before

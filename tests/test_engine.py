@@ -237,6 +237,47 @@ def test_strip_edit_redesigns_only_that_track():
         new.track[0, 0] = 1.0  # snapshots are immutable
 
 
+def _same_snapshot(a, b):
+    for name in ("track", "master", "pre_gain", "eq_gain", "sos", "comp", "out_gain", "m_sos", "m_comp"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert (a.m_eq_gain, a.m_gain) == (b.m_eq_gain, b.m_gain)
+
+
+@pytest.mark.parametrize("items", [
+    [(1, "gain_db", -7.5)],  # fader: output gains only
+    [(2, "pan", -0.4)],
+    [(0, "eq_band4_freq_hz", 2500.0)],  # that strip is filtered again
+    [(1, "comp_ratio", 6.0), (1, "trim_db", -3.0)],
+    [(-1, "eq_band1_gain_db", 4.0)],  # master EQ
+    [(-1, "comp_threshold_db", -30.0), (-1, "gain_db", -2.0)],
+])
+def test_narrow_edit_designs_what_a_full_build_designs(items):
+    rng = np.random.default_rng(21)
+    _, stereo = make_stems(3, seconds=0.05, seed=21)
+    tp, mp = random_params(rng, 3)
+    snap = Snapshot.build(tp, mp, SR, stereo, mute=[False, True, False])
+    new = snap.edit(items)
+    tp2, mp2 = tp.copy(), mp.copy()
+    for t, key, value in items:
+        if t < 0:
+            mp2[MASTER.index(key)] = value
+        else:
+            tp2[t, TRACK.index(key)] = value
+    _same_snapshot(new, Snapshot.build(tp2, mp2, SR, stereo, mute=[False, True, False]))
+    assert new.version == snap.version + 1
+    strips = sorted({t for t, key, _ in items if t >= 0 and key not in ("gain_db", "pan")})
+    assert np.flatnonzero(new.strips_since(snap)).tolist() == strips
+    np.testing.assert_array_equal(new.strips_since(snap), snap.strip_changes(new.track))
+    if not any(t < 0 and key.startswith("eq_") for t, key, _ in items):
+        assert new.m_sos is snap.m_sos  # the master EQ is not designed again
+    if not strips:
+        assert new.sos is snap.sos
+    with pytest.raises(ValueError):
+        new.track[0, 0] = 1.0  # still immutable
+    unrelated = Snapshot.build(tp, mp, SR, stereo)
+    np.testing.assert_array_equal(new.strips_since(unrelated), unrelated.strip_changes(new.track))
+
+
 def test_checkpoint_restore_reproduces_blocks():
     rng = np.random.default_rng(14)
     stems, stereo = make_stems(3, seconds=0.3, seed=14)

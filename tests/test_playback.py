@@ -142,6 +142,26 @@ def test_master_and_pan_edits_during_playback_match_the_offline_console(song):
     np.testing.assert_array_equal(np.concatenate([before, after], axis=1), ref)
 
 
+def test_single_control_edits_match_the_offline_console(song):
+    stems, stereo, tp, mp = song
+    b = 256
+    with _player(stems, stereo, tp, mp, block=b) as p:
+        p.play()
+        before = pump(p, 10)
+        p.set_value(2, "eq_band3_gain_db", 7.0)
+        p.set_value(1, "gain_db", -20.0)
+        snap = p.set_value(-1, "eq_band2_gain_db", -5.0)
+        assert p.wait_idle()
+        after = pump(p, 14)
+        assert p.played_version == snap.version
+    tp2, mp2 = tp.copy(), mp.copy()
+    tp2[2, TRACK.index("eq_band3_gain_db")] = 7.0
+    tp2[1, TRACK.index("gain_db")] = -20.0
+    mp2[MASTER.index("eq_band2_gain_db")] = -5.0
+    ref = _offline(stems, stereo, tp, mp, 11, b, {"track_params": tp2, "master_params": mp2}, 24)
+    np.testing.assert_array_equal(np.concatenate([before, after], axis=1), ref)
+
+
 def test_mute_and_solo(song):
     stems, stereo, tp, mp = song
     mute = np.array([False, True, False, False])
