@@ -124,9 +124,14 @@ class StripBase(QFrame):
         sec.body.addLayout(row)
         return sec
 
-    def fader_row(self) -> QHBoxLayout:
+    def fader_row(self, beside: QWidget | None = None) -> QHBoxLayout:
+        """Fader and meter; ``beside`` (a column of knobs or readouts) left of the fader, so the strip
+        fits a 720-pixel window without scrolling."""
         row = QHBoxLayout()
         row.setSpacing(2)
+        self.fader_lay = row
+        if beside is not None:
+            row.addWidget(beside, 0, Qt.AlignBottom)
         (key,) = self.keys_of("level")
         fader = ParamControl(self.model, self.track, self.schema[key], kind="fader")
         self.controls[key] = fader
@@ -194,8 +199,7 @@ class ChannelStrip(StripBase):
         lay.addWidget(self.eq_sec)
         lay.addWidget(self.comp_sec)
         self.trim_pan = self._trim_pan()
-        lay.addWidget(self.trim_pan)
-        lay.addLayout(self.fader_row(), 1)
+        lay.addLayout(self.fader_row(self.trim_pan), 1)  # trim and pan stacked beside the fader
         self.setFixedWidth(STRIP_WIDTH)
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
 
@@ -212,19 +216,20 @@ class ChannelStrip(StripBase):
             b.setFixedHeight(18)
             row.addWidget(b)
         row.addStretch(1)
+        self.pan_lock = self._lock("pan", "pan")
+        row.addWidget(self.pan_lock)
         row.addWidget(self._lock("level", "fader"))
         return row
 
     def _trim_pan(self) -> QFrame:
         box = QFrame(objectName="section")
-        row = QHBoxLayout(box)
-        row.setContentsMargins(0, 2, 0, 0)
-        row.setSpacing(1)
+        box.setMinimumWidth(48)  # "+23.4 dB" fits
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 2, 0, 0)
+        col.setSpacing(1)
         for group in ("trim", "pan"):
             for key in self.keys_of(group):
-                row.addWidget(self._knob(key))
-        self.pan_lock = self._lock("pan", "pan")
-        row.addWidget(self.pan_lock, 0, Qt.AlignTop)
+                col.addWidget(self._knob(key))
         return box
 
     def _name_menu(self, pos) -> None:
@@ -263,6 +268,13 @@ class ChannelStrip(StripBase):
         self.eq_sec.setVisible(not on)
         self.comp_sec.setVisible(not on)
         self.controls["trim_db"].setVisible(not on)
+        # normal: trim and pan stacked beside the fader; compact (narrow): pan above the fader
+        if on and self.fader_lay.indexOf(self.trim_pan) >= 0:
+            self.fader_lay.removeWidget(self.trim_pan)
+            self.layout_.insertWidget(self.layout_.count() - 1, self.trim_pan)
+        elif not on and self.layout_.indexOf(self.trim_pan) >= 0:
+            self.layout_.removeWidget(self.trim_pan)
+            self.fader_lay.insertWidget(0, self.trim_pan, 0, Qt.AlignBottom)
         self.setFixedWidth(COMPACT_WIDTH if on else STRIP_WIDTH)
         self._show_name()
 
@@ -279,13 +291,12 @@ class MasterStrip(StripBase):
         lay.addWidget(title)
         lay.addWidget(self.eq_section())
         lay.addWidget(self.comp_section())
-        lay.addWidget(self._loudness())
         head = QHBoxLayout()
         head.addWidget(QLabel("MASTER FADER", objectName="sectionTitle"))
         head.addStretch(1)
         head.addWidget(self._lock("level", "master fader"))
         lay.addLayout(head)
-        lay.addLayout(self.fader_row(), 1)
+        lay.addLayout(self.fader_row(self._loudness()), 1)  # loudness readouts beside the fader
         self.setFixedWidth(STRIP_WIDTH + 10)
         self.refresh()
 

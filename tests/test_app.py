@@ -239,6 +239,67 @@ def test_eq_handle_drag_is_one_step_and_wheel_sets_q(qtbot, window):
     assert window.model.value(0, "eq_band3_gain_db") == 0.0
 
 
+def test_eq_handles_do_not_overlap_at_default_settings(qtbot, window):
+    from app.widgets.eq import EQ_KEYS, HANDLE_PX
+
+    _open_demo(qtbot, window)
+    for track, strip in ((0, window.console.strips[0]), (-1, window.console.master)):
+        defaults = strip.schema
+        window.model.edit_many([(track, k, defaults[k].default) for k in EQ_KEYS])
+        eq = strip.eq
+        vb = eq.plot.getPlotItem().getViewBox()
+        qtbot.waitUntil(lambda: vb.width() > 50)
+        eq.place_handles()
+        centres = [vb.mapViewToScene(h.pos()) for h in eq.handles]
+        for i in range(len(centres)):
+            for j in range(i):
+                d = np.hypot(centres[i].x() - centres[j].x(), centres[i].y() - centres[j].y())
+                assert d >= HANDLE_PX, (track, i, j, d)
+        assert np.any(eq.offsets != 0)  # at the defaults some handles had to move apart
+        for b, h in enumerate(eq.handles):  # frequency exact, gain drawn with the band's offset
+            assert h.pos().x() == pytest.approx(np.log10(window.model.value(track, EQ_KEYS[3 * b + 1])))
+            assert h.pos().y() == pytest.approx(0.0 + eq.offsets[b])
+    # dragging a stacked handle sets the gain the mouse moved it by, not the drawn position
+    eq = window.console.strips[0].eq
+    b = int(np.flatnonzero(eq.offsets)[0])
+    pos = eq.handles[b].pos()
+    eq.begin_drag(b)
+    eq.handle_moved(b, QPointF(pos.x(), pos.y() + 2.5))
+    assert window.model.value(0, EQ_KEYS[3 * b]) == pytest.approx(2.5)
+
+
+def test_level_meter_has_a_db_scale(qtbot):
+    from PySide6.QtGui import QColor
+
+    from app import theme
+    from app.widgets.meters import SCALE_DB, LevelMeter
+
+    m = LevelMeter()
+    qtbot.addWidget(m)
+    m.resize(m.sizeHint().width(), 160)
+    labels = [t for _, _, t in m.scale_marks()]
+    assert labels[:4] == ["0", "6", "12", "24"] and len(labels) >= 5
+    rows = [y for _, y, _ in m.scale_marks()]
+    assert rows == sorted(rows) and rows[0] > 4  # 0 dB below the clip light, louder is higher
+    # a bar at -12 dB RMS ends on the -12 mark
+    m.set_levels([-12.0, -12.0], [-12.0, -12.0])
+    img = m.grab().toImage()
+    y12 = m.y_of(-12.0)
+    assert y12 == pytest.approx(dict((db, y) for db, y, _ in m.scale_marks())[-12.0])
+    x = m.width() - 3
+    assert QColor(img.pixel(x, int(y12) + 3)) == theme.METER_LOW  # filled below the mark
+    assert QColor(img.pixel(x, int(y12) - 3)) == theme.GROOVE  # empty above it
+    # the labels are painted: the scale column has text pixels at the marks, none between them
+    bg = img.pixel(0, m.height() - 1)  # below the last label
+
+    def ink(y0, y1):
+        return sum(img.pixel(xx, yy) != bg for xx in range(0, 12) for yy in range(int(y0), int(y1)))
+    y24, y36 = m.y_of(-24.0), m.y_of(-36.0)
+    assert ink(y24 - 3, y24 + 3) > 0
+    assert ink(y24 + 6, y36 - 6) == 0
+    assert SCALE_DB[0] == 0.0
+
+
 # --- predict ------------------------------------------------------------------------------------------------
 
 def _predict(qtbot, w: MainWindow, steps: int = 0) -> None:
@@ -426,6 +487,12 @@ def test_no_widget_overlaps_another(qtbot, size, compact):
         probe.deleteLater()
         # the strips' values are all reachable: the console scrolls when the window is short
         assert w.console_scroll.widget() is w.console
+        # ... but even at 1280x720 every fader shows whole, scale to value, without scrolling
+        faders = [s.controls["gain_db"] for s in w.console.strips + [w.console.master]]
+        seen = [f for f in faders if not f.visibleRegion().isEmpty()]
+        assert len(seen) >= 2
+        for f in seen:
+            assert f.visibleRegion().boundingRect().height() == f.height(), f.param.key
     finally:
         w.shutdown()
 

@@ -233,6 +233,9 @@ class Fader(_Dial):
     def sizeHint(self) -> QSize:
         return QSize(46, 150)
 
+    def minimumSizeHint(self) -> QSize:
+        return QSize(46, 100)  # the whole scale still readable; a 720-pixel window needs no scrolling
+
     def _y(self, unit: float) -> float:
         h = self.height() - 2 * self.MARGIN
         return self.MARGIN + (1.0 - unit) * h
@@ -253,12 +256,18 @@ class Fader(_Dial):
     def _paint_scale(self, p: QPainter, x: float) -> None:
         p.setFont(theme.small_font(6.5))
         prm = self.b.param
-        for db in self.TICKS:
+        text_h = p.fontMetrics().height() - 2
+        labelled: list[float] = []
+        # every tick gets its mark; labels in order of importance, skipped where they would touch
+        for db in sorted(self.TICKS, key=lambda d: (d != 0, abs(d) not in (12, 24), abs(d))):
             if not prm.min <= db <= prm.max:
                 continue
             y = self._y(prm.to_unit(db))
             p.setPen(QPen(theme.TEXT_DIM, 1))
             p.drawLine(QPointF(x - 9, y), QPointF(x - 5, y))
+            if any(abs(y - y0) < text_h for y0 in labelled):
+                continue
+            labelled.append(y)
             text = f"{db:+d}" if db else "0"
             p.drawText(QRectF(0, y - 6, x - 10, 12), Qt.AlignRight | Qt.AlignVCenter, text)
 
@@ -338,7 +347,7 @@ class ParamControl(QWidget):
         lay.addWidget(self.label)
         lay.addWidget(self.dial, 1 if kind == "fader" else 0, Qt.AlignHCenter)
         lay.addWidget(self.edit)
-        self.dial.setMinimumSize(self.dial.sizeHint())
+        self.dial.setMinimumSize(self.dial.minimumSizeHint() if kind == "fader" else self.dial.sizeHint())
         self.edit.setFixedHeight(14)
         p = self.param
         self.setToolTip(f"{p.label} ({display(p, p.min)} .. {display(p, p.max)}). Drag or wheel "

@@ -1,7 +1,9 @@
 """The EQ section: an interactive response curve (pyqtgraph) plus knobs for the selected band.
 
 Drag a band's handle to set its frequency and gain (one undo step per drag), turn the wheel over it
-for Q. The curve is the console's own filter design (:func:`core.dsp.eq_coeffs`, float64 RBJ
+for Q. Handles that would cover each other (at the defaults, the low shelf and band 1 sit 0.18
+decades apart at 0 dB) are drawn stacked a handle's height apart; a drag keeps the offset, so the
+gain follows the mouse as usual. The curve is the console's own filter design (:func:`core.dsp.eq_coeffs`, float64 RBJ
 biquads), so what is drawn is what is heard. The prediction's curve is drawn dashed in orange.
 """
 
@@ -26,6 +28,24 @@ GAIN_LIMIT_DB = EQ[f"{EQ_BAND_KEYS[0]}_gain_db"].max  # one band's range, from t
 GAIN_VIEW_DB = 1.25 * GAIN_LIMIT_DB  # headroom: neighbouring bands add up
 _N_POINTS = 160
 _Q_STEP = 1.08  # per wheel notch
+HANDLE_PX = 9  # handle diameter
+_HANDLE_GAP_PX = HANDLE_PX + 1  # centres closer than this overlap
+
+
+def stack_offsets(px: np.ndarray, py: np.ndarray, gap: float = _HANDLE_GAP_PX) -> np.ndarray:
+    """Vertical pixel offsets so that no two handles at ``(px, py)`` (pixels, y down) are closer than
+    ``gap``: left to right, each handle takes the first of 0, -gap, +gap, -2 gap, ... (up first)
+    that clears the handles already placed."""
+    out = np.zeros(len(px))
+    placed: list[tuple[float, float]] = []
+    for i in np.argsort(px, kind="stable"):
+        for k in range(2 * len(px) + 1):
+            y = py[i] + ((k + 1) // 2) * gap * (-1 if k % 2 else 1)
+            if all(np.hypot(px[i] - x0, y - y0) >= gap - 1e-9 for x0, y0 in placed):
+                break
+        out[i] = y - py[i]
+        placed.append((px[i], y))
+    return out
 
 
 def response_db(eq_values: np.ndarray, sample_rate: int, freqs: np.ndarray) -> np.ndarray:
@@ -41,7 +61,7 @@ class BandHandle(pg.TargetItem):
 
     def __init__(self, section: EqSection, band: int):
         colour = theme.BAND_COLOURS[band]
-        super().__init__(pos=(3, 0), size=9, symbol="o", pen=pg.mkPen(colour, width=1.5),
+        super().__init__(pos=(3, 0), size=HANDLE_PX, symbol="o", pen=pg.mkPen(colour, width=1.5),
                          brush=pg.mkBrush(colour.red(), colour.green(), colour.blue(), 150),
                          hoverBrush=pg.mkBrush(colour))
         self.section, self.band = section, band
@@ -76,7 +96,7 @@ class EqPlot(pg.PlotWidget):
         pi.setRange(xRange=(np.log10(F_LO), np.log10(F_HI)), yRange=(-GAIN_VIEW_DB, GAIN_VIEW_DB), padding=0)
         self._axes(pi)
         pi.addLine(y=0, pen=pg.mkPen("#3a3f49"))
-        self.setFixedHeight(82)
+        self.setFixedHeight(68)
 
     def _axes(self, pi) -> None:
         ticks = [(np.log10(f), t) for f, t in ((100, "100"), (1000, "1k"), (10000, "10k"))]
@@ -109,8 +129,10 @@ class EqSection(QWidget):
         self.curve = self.plot.plot(pen=pg.mkPen(theme.ACCENT, width=2))
         self.pred_curve = self.plot.plot(pen=pg.mkPen(theme.PREDICTED, width=1, style=Qt.DashLine))
         self.handles = [BandHandle(self, b) for b in range(len(EQ_BAND_KEYS))]
+        self.offsets = np.zeros(len(self.handles))  # drawn gain minus the band's gain (dB), see stack_offsets
         for h in self.handles:
             self.plot.addItem(h)
+        self.plot.getPlotItem().getViewBox().sigResized.connect(lambda *_: self.place_handles())
         self._build()
         self.refresh()
 
@@ -165,7 +187,7 @@ class EqSection(QWidget):
             return
         key = EQ_BAND_KEYS[band]
         items = [(self.track, f"{key}_freq_hz", float(10 ** pos.x())),
-                 (self.track, f"{key}_gain_db", float(pos.y()))]
+                 (self.track, f"{key}_gain_db", float(pos.y() - self.offsets[band]))]
         self.model.edit_many(items, self._gesture, text=f"{self._who()}: EQ {BAND_SHORT[band]}")
 
     def wheel_q(self, band: int, notches: float) -> None:
@@ -198,11 +220,22 @@ class EqSection(QWidget):
 
     def place_handles(self, cur: np.ndarray | None = None) -> None:
         cur = self.values() if cur is None else cur
+        gains, x = cur[0::3], np.log10(cur[1::3])
+        dragging = any(h.moving for h in self.handles)
+        if not dragging:  # a drag keeps the offsets it started with
+            self.offsets = self._stacked(x, gains)
         self._syncing = True
         try:
             for b, h in enumerate(self.handles):
-                gain, freq = cur[3 * b], cur[3 * b + 1]
                 if not h.moving:
-                    h.setPos(np.log10(freq), gain)
+                    h.setPos(x[b], gains[b] + self.offsets[b])
         finally:
             self._syncing = False
+
+    def _stacked(self, x: np.ndarray, gains: np.ndarray) -> np.ndarray:
+        """Offsets (dB) that keep the handles apart at the plot's present size."""
+        sx, sy = self.plot.getPlotItem().getViewBox().viewPixelSize()
+        if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
+            return np.zeros(len(x))
+        # pixels, y down; offsets back in dB (up = positive gain)
+        return -stack_offsets(x / sx, -gains / sy) * sy
