@@ -318,6 +318,8 @@ class Player:
         self.underruns = 0
         self.device_underflows = 0
         self.played_version = -1
+        self._cb_time = 0.0  # when the last callback started (perf_counter)
+        self._period = b / sr
 
         # render thread state
         self._front = 0  # blocks below it are published and current
@@ -558,6 +560,7 @@ class Player:
 
     def callback(self, outdata, frames, time_info, status) -> None:
         """sounddevice callback: copy prepared frames into ``outdata (frames, 2)`` float32."""
+        self._cb_time = time.perf_counter()
         if status is not None and getattr(status, "output_underflow", False):
             self.device_underflows += 1
         if not self._playing:
@@ -649,8 +652,11 @@ class Player:
             self._busy = False
 
     def _take_back_point(self) -> int:
-        """First block that may be rendered again: the one after the block the device plays next."""
-        first = self._read + (1 if self._playing else 0)
+        """First block that may be rendered again: the block the device plays next when its callback
+        is at least half a block period away and has not started it, else the one after."""
+        first = self._read
+        if self._playing and (self._off or time.perf_counter() - self._cb_time > 0.5 * self._period):
+            first += 1
         return max(min(self._front, first), 0)
 
     def _take_back_final(self, j0: int) -> None:
