@@ -13,9 +13,9 @@ pan, a reverb send, then a mastering EQ of several dB, bus compression and a tru
 loudness between -16 and -8 LUFS); they are recomputed on every run (deterministic, a few seconds each).
 Two kinds of case:
 
-* **cross-song** (default 6): stems of song A (seed 900001 + 2k), reference = finished mix of song B
+* **cross-song** (default 8): stems of song A (seed 900001 + 2k), reference = finished mix of song B
   (seed 900002 + 2k): the product's everyday use;
-* **same-song** (default 4): the finished mix of song C (seed 900501 + m) is cut in halves; the reference
+* **same-song** (default 6): the finished mix of song C (seed 900501 + m) is cut in halves; the reference
   is the first half, the stems are the second half, and the true mix of the second half and each stem's
   true contribution to it are kept ("match my rough mix", "extend the first chorus").
 
@@ -75,8 +75,8 @@ if str(ROOT) not in sys.path:
 SAMPLE_RATE = 44100
 SEED_CROSS = 900001  # song pairs (900001, 900002), (900003, 900004), ...
 SEED_SAME = 900501
-DEFAULT_CROSS = 6
-DEFAULT_SAME = 4
+DEFAULT_CROSS = 8
+DEFAULT_SAME = 6
 DEFAULT_STEPS = 60
 DEFAULT_SECONDS = 24.0
 TINY = {"cross": 1, "same": 1, "steps": 3, "seconds": 8.0}
@@ -95,7 +95,7 @@ KIND_TITLES = {"cross": "cross-song (stems of song A, reference: a finished mix 
 
 # column key, header, format; same-song only where marked
 COLUMNS = (
-    ("af_rel", "AF loss, % of sum", "{:.1f} %", False),
+    ("af_rel", "AF loss, % of sum", "{:.2f} %", False),
     ("tonal_db", "tonal (dB)", "{:.2f}", False),
     ("worst_octave_db", "worst octave (dB)", "{:.2f}", False),
     ("width_db", "width (dB)", "{:.2f}", False),
@@ -474,6 +474,8 @@ def main(argv=None) -> int:
         args.steps, args.seconds = TINY["steps"], TINY["seconds"]
     if min(args.songs_cross, args.songs_same, args.steps) < 0 or args.seconds <= 0:
         ap.error("counts and steps must be >= 0, --seconds > 0")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        ap.error(f"--json {args.json}: folder {Path(args.json).resolve().parent} does not exist")
 
     from core.predict import load_default_model
     from training.synth import have_fluidsynth
@@ -494,8 +496,12 @@ def main(argv=None) -> int:
         print("quality: no shipped model; model rows left out", file=sys.stderr)
 
     t0 = time.perf_counter()
-    results, summary = run(args.songs_cross, args.songs_same, args.steps, args.seconds, song, model,
-                           args.seed, args.verbose, log=lambda s: print(s, file=sys.stderr, flush=True))
+    try:
+        results, summary = run(args.songs_cross, args.songs_same, args.steps, args.seconds, song, model,
+                               args.seed, args.verbose, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except (RuntimeError, OSError) as exc:  # e.g. FluidSynth failing, the data folder not writable
+        print(f"quality: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     source = "numpy songs (tests/synthetic.py)" if synthetic else "FluidSynth songs"
     print(f"## Quality on held-out generated songs ({source}, {args.seconds:g} s each, "
