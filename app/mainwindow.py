@@ -133,10 +133,25 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&Mix")
         self.predict_action = self._action(m, "&Predict", self.predictor.start, "Ctrl+P")
         self._action(m, "&Cancel Predict", self.predictor.cancel)
+        self._reference_kind_menu(m.addMenu("&Reference is…"))
         self._transport_menu(bar.addMenu("&Transport"))
         v = bar.addMenu("&View")
         self.compact_action = self._action(v, "&Compact strips", self.console.set_compact, "Ctrl+M", True)
         v.addAction(self.analysis_dock.toggleViewAction())
+
+    def _reference_kind_menu(self, menu) -> None:
+        """Auto / same song / other song: how Predict treats the reference (core.suggest)."""
+        from PySide6.QtGui import QActionGroup
+
+        group = QActionGroup(self)
+        self.reference_kind_actions = {}
+        for kind, text in (("auto", "&Detect automatically"), ("same-song", "The &same song (a rough mix, "
+                           "another section): match its balance"), ("other", "Another &song: match its style")):
+            act = self._action(menu, text, lambda _=False, k=kind: setattr(self.predictor, "reference_kind", k),
+                               checkable=True)
+            act.setChecked(kind == self.predictor.reference_kind)
+            group.addAction(act)
+            self.reference_kind_actions[kind] = act
 
     def _edit_menu(self, e) -> None:
         undo = self.model.undo.createUndoAction(self, "&Undo")

@@ -96,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=V", dest="sets",
                    help="set (and lock) values: [TRACK:|master:]KEY=VALUE")
     p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
-                   help="analyse only this part of the stems (seconds), e.g. the chorus")
+                   help="analyse only this part of the stems (seconds), e.g. the chorus; the whole song "
+                        "stays the context of the fit")
+    p.add_argument("--prior", type=float, default=1.0, metavar="S",
+                   help="strength of the plausibility prior that keeps settings where engineers work "
+                        "(default 1; 0 = off, 2 = twice as firm)")
+    p.add_argument("--reference-kind", choices=["auto", "same-song", "other"], default="auto",
+                   help="is the reference a mix of these stems (a rough mix, another section of the same "
+                        "song)? auto detects it (default); same-song fits the balance from its content")
 
     p = sub.add_parser("render", help="render stems with a saved parameter set",
                        description="Re-render STEMs with the console parameters in P.json (tracks are "
@@ -200,40 +207,57 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
 # --- commands -------------------------------------------------------------------------------------
 
-def _initial_params(inputs, args, region):
-    """Where refinement starts: saved parameters, the model's prediction, or the defaults."""
+def _start_params(inputs, args):
+    """(current console, refinement start or None, model or None, source label) for ``mix``."""
     from .paramfile import read_params
 
     if args.params_in:
         init = read_params(args.params_in).select(inputs.names, args.params_in)
         init.files, init.stereo = list(inputs.files), [bool(s) for s in inputs.stereo]
-        return init, "params-in"
+        return init.copy(), init, None, "params-in"
     if args.no_model:
         if args.model:
             raise CliError("--model and --no-model contradict each other")
-        return inputs.default_params(), "defaults"
-    from .predict import load_default_model, load_model, predict
+        return inputs.default_params(), None, None, "defaults"
+    from .predict import load_default_model, load_model
 
     model = load_model(args.model) if args.model else load_default_model()
     if model is None:
         print("model: none shipped; refining from the equal-loudness defaults")
-        return inputs.default_params(), "defaults"
-    t0 = time.perf_counter()
-    init = predict(inputs, model, region)
-    print(f"model: {args.model or 'default'}, prediction in {time.perf_counter() - t0:.1f} s")
-    return init, "model"
+        return inputs.default_params(), None, None, "defaults"
+    return inputs.default_params(), None, model, "model"
+
+
+def _print_report(path: str, reference, sample_rate: int) -> None:
+    """The match report's headline of the written mix against the reference (songs up to 20 min)."""
+    from .audio_io import load_audio, to_stereo
+    from .report import compare
+
+    if reference.shape[-1] > 20 * 60 * sample_rate:
+        return
+    mix = to_stereo(load_audio(path, sample_rate).data)
+    rep = compare(mix, reference, sample_rate)
+    worst = ", ".join(f"{hz:g} Hz {d:+.1f}" for hz, d in rep.worst_bands(3))
+    octave = float(rep.octave_diff_db[np.argmax(np.abs(rep.octave_diff_db))])
+    print(f"match vs reference: tonal balance {rep.tonal_deviation_db:.1f} dB RMS (1/3 octaves 40 Hz-16 kHz; "
+          f"worst octave {rep.worst_octave} {octave:+.1f} dB; "
+          f"worst bands {worst}), width {rep.width_deviation_db:.1f} dB, dynamics {rep.dynamics_deviation:.1f}"
+          " ('stylemix compare' shows all of it)")
 
 
 def cmd_mix(args) -> int:
     from .features import integrated_lufs
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
-    from .refine import RefineConfig, evaluate, refine
+    from .refine import RefineConfig, evaluate
+    from .suggest import SuggestConfig, suggest
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
     if args.steps < 0:
         raise CliError(f"--steps must be >= 0, got {args.steps}")
+    if not (math.isfinite(args.prior) and args.prior >= 0):
+        raise CliError(f"--prior must be a number >= 0, got {args.prior}")
     inputs = load_inputs(args.stems, args.reference, args.sample_rate)
     _print_inputs(inputs)
     if inputs.silent.all():
@@ -245,19 +269,27 @@ def cmd_mix(args) -> int:
     region = tuple(args.region) if args.region else None
     if region and not (0 <= region[0] < region[1] <= inputs.duration):
         raise CliError(f"--region {region[0]:g} {region[1]:g} is not within 0..{inputs.duration:.1f} s")
-    cfg = RefineConfig(steps=args.steps, seed=args.seed, region=region)
-    init, source = _initial_params(inputs, args, region)
-    locks = list(args.lock) + apply_sets(init, args.sets)
+    current, init, model, source = _start_params(inputs, args)
+    locks = list(args.lock) + apply_sets(current, args.sets)
+    if init is not None:
+        apply_sets(init, args.sets)
     lock_t, lock_m = lock_masks(locks, inputs.names)
-
-    baseline = evaluate(inputs, inputs.default_params(), cfg)[0]
-    start = evaluate(inputs, init, cfg)[0] if source != "defaults" else baseline
-    bar, callback = _progress(args.steps, "refine")
-    params, loss1 = init, start
-    if args.steps:
-        result = refine(inputs, init, cfg, lock_t, lock_m, callback)
-        params, loss1 = result.params, result.loss_after
+    cfg = SuggestConfig(steps=args.steps, seed=args.seed, region=region, prior=args.prior,
+                        reference_kind=args.reference_kind)
+    bar, callback = _progress(args.steps + 1, "refine")
+    result = suggest(inputs, model, cfg, current=current, init=init, lock_tracks=lock_t, lock_master=lock_m,
+                     progress=lambda done, total, msg: done > 0 and callback(done, total, 0.0))
     bar.close()
+    for line in result.messages:
+        print(line)
+    if model is not None:
+        print(f"model: {args.model or 'default'}" + (f", analysing {region[0]:g}-{region[1]:g} s" if region else ""))
+    params = result.params
+
+    ecfg = RefineConfig(seed=args.seed, region=region)
+    baseline = evaluate(inputs, inputs.default_params(), ecfg)[0]
+    start = evaluate(inputs, result.start, ecfg)[0] if source != "defaults" else baseline
+    loss1 = evaluate(inputs, params, ecfg)[0] if args.steps else start
 
     target = ref_lufs if args.loudness is None else args.loudness
     if not math.isfinite(target):
@@ -270,6 +302,7 @@ def cmd_mix(args) -> int:
           f"{loss1:.4f} ({steps}; {loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum)")
     print(f"loudness: console {lufs_before:.1f} LUFS -> output {lufs_after:.1f} LUFS "
           f"(target {target:.1f}), true peak {peak:.1f} dBTP (ceiling {args.ceiling:.1f})")
+    _print_report(args.out, inputs.reference, inputs.sample_rate)
     if args.stems_out:
         print(f"processed stems in {args.stems_out}")
     print(f"wrote {args.out}" + (f" and {args.params_out}" if args.params_out else "")

@@ -278,6 +278,23 @@ def test_predict_refines_with_progress_and_cancel_leaves_console_unchanged(qtbot
     assert m.session.predicted is not None and m.undo.count() == 1
 
 
+def test_loop_predict_says_so_and_reference_kind_is_a_menu_choice(qtbot, qtbot_window_refine):
+    w = qtbot_window_refine
+    w.reference_kind_actions["other"].trigger()
+    assert w.predictor.reference_kind == "other"
+    assert w.reference_kind_actions["other"].isChecked() and not w.reference_kind_actions["auto"].isChecked()
+    w.model.set_loop((4.7, 7.9))
+    progress = []
+    w.predictor.progress.connect(lambda d, t, text: progress.append(text))
+    w.predictor.steps = 2
+    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
+        assert w.predictor.start()
+    assert sig.args[0]
+    assert "loop 4.7-7.9 s" in sig.args[1] and "whole song" in sig.args[1]
+    assert progress and all(text.startswith("loop 4.7-7.9 s") for text in progress)
+    assert w.predictor.last.region == (4.7, 7.9) and w.predictor.last.reference_kind == "other"
+
+
 @pytest.fixture
 def qtbot_window_refine(qtbot):
     w = _make_window(qtbot, load_model=lambda: None)  # no model installed: Predict is refinement
