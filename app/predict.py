@@ -62,7 +62,8 @@ def describe(result: Suggestion) -> str:
     """``", loop 4.7-7.9 s analysed, reference: same song (score 0.91)"``: what Predict decided."""
     parts = []
     if result.region is not None:
-        parts.append(f"loop {result.region[0]:.1f}-{result.region[1]:.1f} s analysed with the whole song as context")
+        a, b = result.region
+        parts.append(f"loop {a:.1f}-{b:.1f} s analysed with the whole song as context")
     if result.detection:
         parts.append(f"reference: {result.detection.get('text', result.reference_kind)}")
     return (", " + ", ".join(parts)) if parts else ""
@@ -126,7 +127,8 @@ class PredictController(QObject):
             return
         self.last = result
         self.model.apply_prediction(params)
-        self.finished.emit(True, f"Prediction applied{describe(result)} (Edit > Undo restores the previous console)")
+        self.finished.emit(True, f"Prediction applied{describe(result)} "
+                                 "(Edit > Undo restores the previous console)")
 
     def _failed(self, exc: BaseException, tb: str) -> None:
         self.task = None

@@ -19,7 +19,6 @@ Three parts, all differentiable in the console's physical parameters:
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,7 +247,8 @@ def _comp_prior(p: torch.Tensor, schema, min_attack_ms: float, min_release_ms: f
     attack = p[..., schema.index("comp_attack_ms")]
     release = p[..., schema.index("comp_release_ms")]
     makeup = p[..., schema.index("comp_makeup_db")]
-    return (working * 4.0 * (_hinge(torch.log2(min_attack_ms / attack)) + _hinge(torch.log2(min_release_ms / release)))
+    too_fast = _hinge(torch.log2(min_attack_ms / attack)) + _hinge(torch.log2(min_release_ms / release))
+    return (working * 4.0 * too_fast
             + _hinge(torch.log2(ratio / max_ratio)) + _hinge((makeup - 12.0) / 3.0))
 
 
@@ -266,7 +266,8 @@ def prior(pt: torch.Tensor, pm: torch.Tensor, ut: torch.Tensor, um: torch.Tensor
     track = (_eq_prior(pt, TRACK, 6.0) + _comp_prior(pt, TRACK, 3.0, 40.0, 8.0)
              + 0.5 * (fader / 12.0).square() + _hinge((-24.0 - fader) / 2.0) + _hinge((fader - 12.0) / 2.0)
              + _limit_barrier(ut * free_t + (1 - free_t) * 0.5, TRACK))
-    master = (2.0 * _eq_prior(pm[None], MASTER, 3.0)[0] + 2.0 * _comp_prior(pm[None], MASTER, 5.0, 50.0, 4.0)[0]
+    master = (2.0 * _eq_prior(pm[None], MASTER, 3.0)[0]
+              + 2.0 * _comp_prior(pm[None], MASTER, 5.0, 50.0, 4.0)[0]
               + _limit_barrier((um * free_m + (1 - free_m) * 0.5)[None], MASTER)[0])
     total = (track * w_t).sum() / w_t.sum().clamp_min(1.0) + master
     # tidiness: unused controls drift back toward their defaults

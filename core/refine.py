@@ -202,7 +202,8 @@ class FullObjective:
         self.sample_rate, self.cfg, self.w = sr, cfg, cfg.weights
         silent = np.asarray(inputs.silent, bool)
         score = stem_activity(inputs.stems, silent, sr)
-        self.spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
+        self.spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames,
+                                     cfg.region)
         ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.ref_sections)
         self.af = Objective(inputs, self.spans, ref_sec)
         self.song = SongModel(inputs.stems, sr, ~silent, inputs.stereo)
@@ -210,7 +211,8 @@ class FullObjective:
         self.active = torch.from_numpy(~silent)
         self.centre = None
         if centre is not None:
-            self.centre = (torch.from_numpy(TRACK.to_unit(centre.tracks)), torch.from_numpy(MASTER.to_unit(centre.master)))
+            self.centre = (torch.from_numpy(TRACK.to_unit(centre.tracks)),
+                           torch.from_numpy(MASTER.to_unit(centre.master)))
 
     def __call__(self, pt, pm, ut, um, free_t, free_m, render: bool = True
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

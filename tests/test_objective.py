@@ -41,7 +41,8 @@ def _inputs(stems, reference):
 
 def _render(inputs, params):
     with torch.no_grad():
-        return console.render(torch.from_numpy(inputs.stems)[None], torch.from_numpy(params.tracks)[None].float(),
+        return console.render(torch.from_numpy(inputs.stems)[None],
+                              torch.from_numpy(params.tracks)[None].float(),
                               torch.from_numpy(params.master)[None].float(), SR,
                               stereo=torch.from_numpy(np.asarray(inputs.stereo))[None])[0].numpy()
 
