@@ -5,9 +5,10 @@
     .venv/bin/python benchmarks/quality.py --tiny            # one short song of each kind, 3 steps
 
 **Songs.** Procedural songs rendered per instrument with FluidSynth (:mod:`training.synth`), 24 s each,
-from seeds that training never uses (training generates from ``--seed 1``'s derived seeds; these are the
-plain seeds 900001... and 900501...). They are generated once and cached under ``data/quality/songs/``
-(``--data``; the folder is git-ignored), keyed by seed and length. References are finished mixes made
+from seeds that training does not use: the plain seeds 900001... and 900501... (training's songs take
+seeds derived from ``--seed 1``; none of its first 20,000 falls in 900001-900999). They are generated
+once and cached under ``data/quality/songs/`` (``--data``; the folder is git-ignored), keyed by seed and
+length. References are finished mixes made
 like an engineer would (:func:`training.engineer.engineer_mix`: per-role EQ, compression, balance and
 pan, a reverb send, then a mastering EQ of several dB, bus compression and a true-peak limiter to a
 loudness between -16 and -8 LUFS); they are recomputed on every run (deterministic, a few seconds each).
@@ -107,7 +108,7 @@ COLUMNS = (
     ("fast_comp", "fast comp", "{}", False),
     ("seconds", "s/song", "{:.1f}", False),
 )
-#: Issue 8's targets (model + refine); None: no target for that kind.
+#: Issue 8's targets (model + refine); a column left out has no target for that kind.
 TARGETS = {
     "cross": {"af_rel": "<= 1 %", "tonal_db": "<= 1.5", "worst_octave_db": "<= 3", "width_db": "<= 2",
               "dynamics": "<= 1.5", "at_limit": "<= 2 %", "eq_over": "<= 1 in 10", "fast_comp": "<= 1 in 10",
@@ -451,16 +452,13 @@ def _jsonable(x):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="benchmarks/quality.py", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--songs-cross", type=int, default=DEFAULT_CROSS,
-                    help=f"cross-song cases (default {DEFAULT_CROSS})")
-    ap.add_argument("--songs-same", type=int, default=DEFAULT_SAME,
-                    help=f"same-song cases (default {DEFAULT_SAME})")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                    help=f"refinement steps (default {DEFAULT_STEPS})")
-    ap.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+    ap.add_argument("--songs-cross", type=int, help=f"cross-song cases (default {DEFAULT_CROSS})")
+    ap.add_argument("--songs-same", type=int, help=f"same-song cases (default {DEFAULT_SAME})")
+    ap.add_argument("--steps", type=int, help=f"refinement steps (default {DEFAULT_STEPS})")
+    ap.add_argument("--seconds", type=float,
                     help=f"length of each generated song (default {DEFAULT_SECONDS:g})")
     ap.add_argument("--tiny", action="store_true",
-                    help="one 8 s song of each kind, 3 steps (code paths only)")
+                    help="one 8 s song of each kind, 3 steps (code paths only; the flags above override)")
     ap.add_argument("--synthetic", action="store_true",
                     help="numpy songs from tests/synthetic.py instead of FluidSynth songs")
     ap.add_argument("--data", default=str(ROOT / "data" / "quality"), help="cache of generated songs")
@@ -469,9 +467,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="write per-song results and the summary here")
     ap.add_argument("--verbose", action="store_true", help="print every song's rows")
     args = ap.parse_args(argv)
-    if args.tiny:
-        args.songs_cross, args.songs_same = TINY["cross"], TINY["same"]
-        args.steps, args.seconds = TINY["steps"], TINY["seconds"]
+    defaults = TINY if args.tiny else {"cross": DEFAULT_CROSS, "same": DEFAULT_SAME, "steps": DEFAULT_STEPS,
+                                       "seconds": DEFAULT_SECONDS}
+    for attr, key in (("songs_cross", "cross"), ("songs_same", "same"), ("steps", "steps"),
+                      ("seconds", "seconds")):
+        if getattr(args, attr) is None:
+            setattr(args, attr, defaults[key])
     if min(args.songs_cross, args.songs_same, args.steps) < 0 or args.seconds <= 0:
         ap.error("counts and steps must be >= 0, --seconds > 0")
     if args.json and not Path(args.json).resolve().parent.is_dir():
