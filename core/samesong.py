@@ -202,6 +202,13 @@ def _analyse_inputs(inputs) -> _Analysis:
     return _Analysis(live, env_ch.mean(axis=1), fine_ch.mean(axis=1), env_ch, fine_ch, r_env, r_fine, 0)
 
 
+def _evidence(an: _Analysis) -> tuple[float, float, float, int, np.ndarray]:
+    """(score, temporal, pitch, lag in frames, per-stem temporal) of an analysis."""
+    temporal, lag, per = _temporal(an.env, an.ref_env.sum(axis=0))
+    pitch = _pitch(an.fine, an.ref_fine.sum(axis=0))
+    return min(temporal / TEMPORAL_UNIT, pitch / PITCH_UNIT), temporal, pitch, lag, per
+
+
 def _temporal(env: np.ndarray, ref_env: np.ndarray) -> tuple[float, int, np.ndarray]:
     """Best-lag mean over stems of each stem's band-envelope correlation with the reference.
 
@@ -252,10 +259,8 @@ def detect(inputs, kind: str = "auto") -> Detection:
         raise ValueError(f"unknown reference kind '{kind}' (auto, same-song or other)")
     _check(inputs)
     an = _analyse_inputs(inputs)
-    temporal, lag, per = _temporal(an.env, an.ref_env.sum(axis=0))
+    score, temporal, pitch, lag, per = _evidence(an)
     an.lag_frames = lag
-    pitch = _pitch(an.fine, an.ref_fine.sum(axis=0))
-    score = min(temporal / TEMPORAL_UNIT, pitch / PITCH_UNIT)
     detected = "same-song" if score >= THRESHOLD else "other"
     names = [inputs.names[i] for i in an.live]
     return Detection(
@@ -272,7 +277,7 @@ ALIGNED_TEMPORAL = 0.3  # temporal evidence of the same audio at one lag (not on
 
 FADER_FLOOR_DB = -30.0  # no stem is pulled below this unless it is absent from an aligned reference
 SHELF_LIMIT_DB = 9.0  # broad EQ stays within what engineers use
-SECTION_SHRINK = 0.5  # share of the fitted level differences kept when the reference is another section
+SECTION_SHRINK = 0.7  # share of the fitted level differences kept when the reference is another section
 SHELF_RIDGE = 0.05  # pull of the shelves toward 0 dB, relative to the fit's weight
 DOMINANCE_FLOOR = 0.1  # weight of an octave where the stem is a small part of the reference
 LOW_SHELF_HZ = (100.0, 200.0, 400.0)
@@ -360,20 +365,23 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     env_ch = an.env_ch * (trim_gain[:, None, None, None] * h_env[:, None, None, :]).astype(np.float32)
     fine_ch = an.fine_ch * (trim_gain[:, None, None] * h_fine[:, None, :])
 
-    # frames where stems and reference overlap at the detected lag
-    lag = an.lag_frames
+    # stem frames matched to reference frames at the detected lag
     k, kr = env_ch.shape[2], an.ref_env.shape[1]
+    lag = an.lag_frames
     t0, t1 = max(0, -lag), min(k, kr - lag)
-    weight = alignment_weight(detection.temporal)
+    matches = [(np.arange(t0, t1), np.arange(t0, t1) + lag, alignment_weight(detection.temporal))]
     n_oct = len(env_idx)
     gains = np.zeros((n, 2, n_oct))  # a[i, c, o]: reference power per unit of stem power
     for o in range(n_oct):
         eb, fb = env_idx[o], fine_idx[o]
         for c in range(2):
             blocks = []
-            if t1 - t0 > 10 and weight > 0:
-                blocks.append((env_ch[:, c, t0:t1][..., eb].sum(-1).T.astype(np.float64),
-                               an.ref_env[c, t0 + lag:t1 + lag][:, eb].sum(-1).astype(np.float64), weight))
+            rows = [(w * env_ch[:, c, ts][..., eb].sum(-1).T, w * an.ref_env[c, tr][:, eb].sum(-1))
+                    for ts, tr, w in matches if w > 0 and ts.size > 10]
+            if rows:
+                weight = float(np.mean([w for *_, w in matches]))
+                blocks.append((np.concatenate([r[0] for r in rows]).astype(np.float64),
+                               np.concatenate([r[1] for r in rows]).astype(np.float64), weight))
             if fb.size:
                 blocks.append((fine_ch[:, c, fb].T, an.ref_fine[c, fb], 1.0))
             if blocks:
@@ -406,7 +414,7 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     for j, i in enumerate(live):
         w = mono_power[j] / max(mono_power[j].sum(), 1e-30) * (DOMINANCE_FLOOR + dominance[j])
         use = w > 1e-3
-        if not use.any() or contrib[j].sum() <= 0:
+        if not (use & (g_band[j] > 0)).any():
             continue
         peak = 10 * np.log10(g_band[j][use & (g_band[j] > 0)].max())
         db = np.maximum(10 * np.log10(np.maximum(g_band[j], 1e-30)), peak - 30.0)
