@@ -1,4 +1,11 @@
-"""Analysis panel: spectrum of mix vs reference, and the style terms of both as bars.
+"""Analysis panel: the match report of the mix against the reference, and their spectra.
+
+The top plot is the tonal-difference curve (mix minus reference per 1/3 octave of the mid signal,
+smoothed, both at the same loudness) over a shaded +-3 dB tolerance band, as engineers read Tonal
+Balance Control; the side signal's difference is drawn dashed. Below it: the long-term spectra of mix
+and reference, and the report's terms as text (tonal deviation, worst octave and bands, width per
+range, crest factor, loudness range, peak-to-loudness ratio, low end, air, loudness), mix beside
+reference. The numbers are :mod:`core.report`'s, the same as ``stylemix compare``.
 
 :class:`AnalysisController` re-measures in the background a moment after edits stop (one job at a
 time; a newer request replaces an older one), and also feeds the overview and the master strip's
@@ -7,64 +14,55 @@ integrated loudness and true peak.
 
 from __future__ import annotations
 
+import html
+import math
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from core.report import AIR_HZ, CENTRES_HZ, LOW_END_HZ, WIDTH_RANGES, band_label, short_hz, smooth_bands
 
 from . import measure, theme
 
 _DEBOUNCE_MS = 400
 
-#: Display range of each term's bars (values outside are drawn at the edge).
-_RANGES = {"Loudness": (-40.0, 0.0), "Crest factor": (0.0, 30.0), "Width": (0.0, 0.6),
-           "Imbalance": (-0.5, 0.5), "Spectral distance": (0.0, 2.0)}
+#: Half-width of the shaded tolerance band of the tonal-difference plot, dB.
+TOLERANCE_DB = 3.0
+#: The tonal plot's y range is +-this at least (and grows to fit the curve, up to +-24 dB).
+_TONAL_RANGE_DB = 9.0
+#: A report row's difference is drawn in the warning colour beyond this (dB or LU).
+_WARN = 3.0
+
+_TERMS_HELP = (
+    "Both signals at the same loudness (-16 LUFS); differences are mix minus reference.\n"
+    "Tonal deviation: RMS of the mid difference over the 1/3 octaves 40 Hz-16 kHz.\n"
+    "Worst octave: the octave farthest from the reference.\n"
+    "Width: side/mid power in low (20-250 Hz), mid (250 Hz-4 kHz), high (4-16 kHz); -30 dB = mono.\n"
+    "Crest: peak/RMS over 1 s windows (median). LRA: loudness range, EBU Tech 3342.\n"
+    "PLR: true peak minus integrated loudness. Low end / air: share of the mid signal's power\n"
+    "below 100 Hz / above 10 kHz.")
 
 
-class TermBars(QWidget):
-    """One row per term: mix (blue) and reference (purple) bars with their values."""
+def _log_axis(pi: pg.PlotItem) -> None:
+    major = [(np.log10(f), t) for f, t in ((100, "100"), (1000, "1k"), (10000, "10k"))]
+    minor = [(np.log10(f), "") for f in (30, 50, 200, 300, 500, 2000, 3000, 5000)]
+    pi.getAxis("bottom").setTicks([major, minor])
+    for name in ("bottom", "left"):
+        ax = pi.getAxis(name)
+        ax.setStyle(tickFont=theme.small_font(7))
+        ax.setTextPen(theme.TEXT_DIM)
+    pi.setMouseEnabled(False, False)
+    pi.setMenuEnabled(False)
+    pi.hideButtons()
+    pi.showGrid(x=True, y=True, alpha=0.15)
+    pi.setXRange(np.log10(measure.SPECTRUM_F_LO), np.log10(measure.SPECTRUM_F_HI), padding=0)
 
-    ROW = 30
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.rows: list[tuple[str, str, float, float | None]] = []
-        self.setMinimumHeight(5 * self.ROW + 4)
-
-    def set_rows(self, rows) -> None:
-        self.rows = list(rows)
-        self.update()
-
-    def paintEvent(self, ev) -> None:
-        p = QPainter(self)
-        p.setFont(theme.small_font(7.5))
-        for i, row in enumerate(self.rows):
-            self._row(p, i * self.ROW + 2, *row)
-
-    def _row(self, p: QPainter, y: float, name: str, unit: str, mix: float, ref: float | None) -> None:
-        w = self.width()
-        p.setPen(theme.TEXT_DIM)
-        p.drawText(QRectF(0, y, w, 12), Qt.AlignLeft, name)
-        text = f"{mix:.2f}" if ref is None else f"{mix:.2f}  /  {ref:.2f}"
-        p.setPen(theme.TEXT)
-        p.drawText(QRectF(0, y, w - 2, 12), Qt.AlignRight, f"{text} {unit}".rstrip())
-        lo, hi = _RANGES.get(name, (0.0, 1.0))
-        origin = 0.0 if lo < 0 < hi else lo
-        for j, (value, colour) in enumerate(((mix, theme.MIX), (ref, theme.REFERENCE))):
-            if value is None or not np.isfinite(value):
-                continue
-            self._bar(p, QRectF(0, y + 13 + j * 7, w, 5), lo, hi, origin, value, colour)
-
-    @staticmethod
-    def _bar(p: QPainter, r: QRectF, lo, hi, origin, value, colour) -> None:
-        p.fillRect(r, theme.GROOVE)
-
-        def x(v):
-            return r.left() + r.width() * (np.clip(v, lo, hi) - lo) / (hi - lo)
-
-        a, b = sorted((x(origin), x(value)))
-        p.fillRect(QRectF(a, r.top(), max(1.5, b - a), r.height()), colour)
+def _signed(v: float, unit: str = "dB") -> str:
+    return f"{v:+.1f} {unit}"
 
 
 class AnalysisPanel(QWidget):
@@ -72,41 +70,71 @@ class AnalysisPanel(QWidget):
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(3)
         self.title = QLabel("Analysis: waiting for audio", objectName="sectionTitle")
         self.title.setWordWrap(True)
         lay.addWidget(self.title)
-        self.plot = self._spectrum_plot()
-        lay.addWidget(self.plot, 1)
-        legend = QLabel(f"<span style='color:{theme.MIX.name()}'>■ mix</span> &nbsp; "
-                        f"<span style='color:{theme.REFERENCE.name()}'>■ reference</span> &nbsp; "
-                        "(both at the same loudness)")
+        self.tonal = self._tonal_plot()
+        lay.addWidget(self.tonal, 3)
+        legend = QLabel(f"<span style='color:{theme.MIX.name()}'>━ mid</span> &nbsp; "
+                        f"<span style='color:{theme.TEXT_DIM.name()}'>┅ side</span> &nbsp; "
+                        f"mix − reference, 1/3 octaves, shaded ±{TOLERANCE_DB:g} dB")
         legend.setObjectName("ctlLabel")
         lay.addWidget(legend)
-        self.bars = TermBars()
-        lay.addWidget(self.bars)
+        self.plot = self._spectrum_plot()
+        lay.addWidget(self.plot, 2)
+        legend = QLabel(f"<span style='color:{theme.MIX.name()}'>■ mix</span> &nbsp; "
+                        f"<span style='color:{theme.REFERENCE.name()}'>■ reference</span> &nbsp; "
+                        "spectra at the same loudness")
+        legend.setObjectName("ctlLabel")
+        lay.addWidget(legend)
+        self.terms = QLabel(textFormat=Qt.RichText, objectName="reportTerms")
+        self.terms.setWordWrap(True)
+        self.terms.setToolTip(_TERMS_HELP)
+        self.terms.setStyleSheet("font-size: 7.5pt;")
+        lay.addWidget(self.terms)
         self.result: measure.Analysis | None = None
+
+    # -- plots -----------------------------------------------------------------------------------------------
+    def _tonal_plot(self) -> pg.PlotWidget:
+        plot = pg.PlotWidget(background=theme.GROOVE)
+        pi = plot.getPlotItem()
+        _log_axis(pi)
+        pi.getAxis("left").setTicks([[(v, f"{v:+g}" if v else "0") for v in (-12, -6, 0, 6, 12)],
+                                     [(v, "") for v in (-18, -9, -3, 3, 9, 18)]])
+        pi.setLabel("left", "dB")
+        shade = QColor(theme.METER_LOW)
+        shade.setAlpha(40)
+        edge = QColor(theme.METER_LOW)
+        edge.setAlpha(90)
+        self.tolerance = pg.LinearRegionItem(values=(-TOLERANCE_DB, TOLERANCE_DB), orientation="horizontal",
+                                             movable=False, brush=pg.mkBrush(shade), pen=pg.mkPen(edge))
+        pi.addItem(self.tolerance)
+        pi.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen(theme.TEXT_DIM, width=1)))
+        side = QColor(theme.TEXT_DIM)
+        side.setAlpha(120)  # the side signal is context; the mid curve is what to read
+        self.side_curve = plot.plot(pen=pg.mkPen(side, width=1, style=Qt.DashLine))
+        self.diff_curve = plot.plot(pen=pg.mkPen(theme.MIX, width=2))
+        self.diff_points = pg.ScatterPlotItem(size=5, pen=pg.mkPen(None))
+        pi.addItem(self.diff_points)
+        self.hint = pg.TextItem("add a reference to compare", color=theme.TEXT_DIM, anchor=(0.5, 0.5))
+        self.hint.setPos(np.log10(630.0), 0.0)
+        pi.addItem(self.hint)
+        pi.setYRange(-_TONAL_RANGE_DB, _TONAL_RANGE_DB, padding=0)
+        plot.setMinimumHeight(120)
+        return plot
 
     def _spectrum_plot(self) -> pg.PlotWidget:
         plot = pg.PlotWidget(background=theme.GROOVE)
         pi = plot.getPlotItem()
-        pi.setMouseEnabled(False, False)
-        pi.setMenuEnabled(False)
-        pi.hideButtons()
-        major = [(np.log10(f), t) for f, t in ((100, "100"), (1000, "1k"), (10000, "10k"))]
-        minor = [(np.log10(f), "") for f in (30, 50, 200, 300, 500, 2000, 3000, 5000)]
-        pi.getAxis("bottom").setTicks([major, minor])
-        for name in ("bottom", "left"):
-            ax = pi.getAxis(name)
-            ax.setStyle(tickFont=theme.small_font(7))
-            ax.setTextPen(theme.TEXT_DIM)
+        _log_axis(pi)
         pi.setLabel("left", "dB")
-        pi.showGrid(x=True, y=True, alpha=0.15)
-        pi.setXRange(np.log10(measure.SPECTRUM_F_LO), np.log10(measure.SPECTRUM_F_HI), padding=0)
         self.ref_curve = plot.plot(pen=pg.mkPen(theme.REFERENCE, width=1.5))
         self.mix_curve = plot.plot(pen=pg.mkPen(theme.MIX, width=1.5))
-        plot.setMinimumHeight(150)
+        plot.setMinimumHeight(80)
         return plot
 
+    # -- showing a result ------------------------------------------------------------------------------------
     def show_result(self, result: measure.Analysis) -> None:
         self.result = result
         m, r = result.mix, result.reference
@@ -118,11 +146,74 @@ class AnalysisPanel(QWidget):
         # plain floats: pyqtgraph casts range limits to the value's type, and float32 overflows there
         top = float(max(np.max(m.spectrum_db), np.max(r.spectrum_db) if r is not None else -np.inf))
         self.plot.getPlotItem().setYRange(top - 70, top + 5, padding=0)
-        self.bars.set_rows(result.terms())
+        self._show_tonal(result.match)
+        self.terms.setText(self._terms_html(result))
         where = "whole song" if result.region is None else \
             f"loop {result.region[0]:.1f}-{result.region[1]:.1f} s"
         self.title.setText(f"ANALYSIS — mix ({where}) vs reference" if r is not None else
                            f"ANALYSIS — mix ({where}); add a reference to compare")
+
+    def _show_tonal(self, match) -> None:
+        pi = self.tonal.getPlotItem()
+        if match is None:
+            self.diff_curve.setData([], [])
+            self.side_curve.setData([], [])
+            self.diff_points.setData([], [])
+            self.hint.setText("add a reference to compare" if self.result.reference is None else
+                              "silence: nothing to compare")
+            self.hint.show()
+            pi.setYRange(-_TONAL_RANGE_DB, _TONAL_RANGE_DB, padding=0)
+            return
+        self.hint.hide()
+        x = np.log10(CENTRES_HZ)
+        mid = np.asarray(match.smoothed_mid_diff_db, dtype=np.float64)
+        side = smooth_bands(match.side_diff_db)
+        self.diff_curve.setData(x, mid)
+        self.side_curve.setData(x, side)
+        out = np.abs(mid) > TOLERANCE_DB
+        self.diff_points.setData(x, mid, brush=[pg.mkBrush(theme.GR if o else theme.MIX) for o in out])
+        span = float(min(24.0, max(_TONAL_RANGE_DB, math.ceil(np.max(np.abs(mid)) + 2.0))))
+        pi.setYRange(-span, span, padding=0)
+
+    @staticmethod
+    def _terms_html(result: measure.Analysis) -> str:
+        match, mix = result.match, result.mix.bands
+        if mix is None:
+            return f"<span style='color:{theme.TEXT_DIM.name()}'>The mix is silent.</span>"
+        dim, warn = theme.TEXT_DIM.name(), theme.GR.name()
+        parts = []
+        if match is not None:
+            oct_value = float(match.octave_diff_db[np.argmax(np.abs(match.octave_diff_db))])
+            parts.append(
+                f"<b>Tonal deviation {match.tonal_deviation_db:.1f} dB</b> · worst octave "
+                f"{html.escape(match.worst_octave)} {_signed(oct_value)}<br>"
+                f"<span style='color:{dim}'>{html.escape(match.worst_bands_text())}</span><br>"
+                f"Width deviation {match.width_deviation_db:.1f} dB · dynamics deviation "
+                f"{match.dynamics_deviation:.1f}")
+        ref = result.reference.bands if result.reference is not None else None
+        rows = [("Loudness", result.mix.lufs, result.reference.lufs if result.reference else None, "LUFS")]
+        for name, lo, hi in WIDTH_RANGES:
+            rows.append((f"Width {name} {short_hz(lo)}–{short_hz(hi)}", mix.width_db[name],
+                         ref.width_db[name] if ref else None, "dB"))
+        rows += [("Crest factor", mix.crest_db, ref.crest_db if ref else None, "dB"),
+                 ("Loudness range", mix.lra_lu, ref.lra_lu if ref else None, "LU"),
+                 ("Peak to loudness", mix.plr_db, ref.plr_db if ref else None, "dB"),
+                 (f"Low end < {band_label(LOW_END_HZ)}", mix.low_end_db, ref.low_end_db if ref else None,
+                  "dB"),
+                 (f"Air > {band_label(AIR_HZ)}", mix.air_db, ref.air_db if ref else None, "dB")]
+        cells = [f"<tr><td></td><td align='right' style='color:{theme.MIX.name()}'>mix</td>"
+                 f"<td align='right' style='color:{theme.REFERENCE.name()}'>ref</td>"
+                 f"<td align='right' style='color:{dim}'>diff</td><td></td></tr>"]
+        for name, a, b, unit in rows:
+            diff = "" if b is None else _signed(a - b, "").strip()
+            colour = warn if b is not None and abs(a - b) > _WARN and unit != "LUFS" else theme.TEXT.name()
+            cells.append(f"<tr><td style='color:{dim}'>{html.escape(name)}</td>"
+                         f"<td align='right'>{a:.1f}</td>"
+                         f"<td align='right'>{'' if b is None else f'{b:.1f}'}</td>"
+                         f"<td align='right' style='color:{colour}'>{diff}</td>"
+                         f"<td style='color:{dim}'>{unit}</td></tr>")
+        parts.append("<table cellspacing='0' cellpadding='1' width='100%'>" + "".join(cells) + "</table>")
+        return "".join(parts)
 
     def show_busy(self) -> None:
         self.title.setText(self.title.text().split(" (updating")[0] + " (updating…)")

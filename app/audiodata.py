@@ -17,18 +17,28 @@ from core.session import Session
 _EMPTY_SECONDS = 1.0
 
 
-def load_files(paths, sample_rate: int, progress=None) -> dict[str, Audio | AudioError]:
-    """Read each path; a file that fails maps to its :class:`AudioError` (the message names it)."""
+def load_files(paths, sample_rate: int, progress=None, references=()) -> dict[str, Audio | AudioError]:
+    """Read each path; a file that fails maps to its :class:`AudioError` (the message names it).
+
+    Stems that are mostly DC are high-passed as ``stylemix mix`` does (see :func:`dc_notes`); paths in
+    ``references`` are read as they are.
+    """
     out: dict[str, Audio | AudioError] = {}
     paths = list(dict.fromkeys(paths))
     for i, path in enumerate(paths):
         if progress is not None and progress(i, len(paths), f"Loading {path}"):
             break
         try:
-            out[path] = load_audio(path, sample_rate)
+            out[path] = load_audio(path, sample_rate, remove_mostly_dc=path not in references)
         except AudioError as exc:
             out[path] = exc
     return out
+
+
+def dc_notes(audio: dict) -> list[str]:
+    """One warning per loaded stem whose DC was removed."""
+    return [f"{a.path} is mostly DC ({a.dc_removed:.0%} of its energy); DC removed"
+            for a in audio.values() if isinstance(a, Audio) and a.dc_removed]
 
 
 def import_trim(audio: Audio) -> float:

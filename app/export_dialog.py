@@ -1,7 +1,9 @@
 """Export dialog: format, bit depth, loudness target, true-peak ceiling, processed stems; progress and Cancel.
 
 Export renders with the streaming console, the same engine playback uses (:func:`core.export.export_mix`),
-so the file is what you heard.
+so the file is what you heard. Before anything is rendered, :func:`core.export.check_export_paths` refuses
+a destination that is one of the session's files (its audio, its reference, the session itself) or a
+stems folder holding files stylemix did not write; the mix and its stems land together or not at all.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.export import export_mix
+from core.audio_io import AudioError
+from core.export import check_export_paths, export_mix
+from core.fileio import OutputError, WriteError
 
 BITS = (("24-bit integer", "24"), ("16-bit integer", "16"), ("32-bit float", "32f"))
 DEFAULT_LUFS, DEFAULT_CEILING = -14.0, -1.0
@@ -113,6 +117,11 @@ class ExportDialog(QDialog):
                 "ceiling_dbtp": self.ceiling.value() if self.limit.isChecked() else None,
                 "stems_dir": os.path.splitext(out)[0] + "_stems" if self.stems.isChecked() else None}
 
+    def sources(self) -> dict:
+        """The session's own files, which no output may overwrite."""
+        s = self.model.session
+        return {"stem_files": [st.path for st in s.stems], "protect": [s.reference, s.path]}
+
     # -- running -------------------------------------------------------------------------------------------
     def start(self) -> None:
         inputs = self.model.inputs
@@ -120,8 +129,16 @@ class ExportDialog(QDialog):
             return
         s = self.model.session
         kw = self.settings()
+        self.error = None
+        try:
+            check_export_paths(kw["out_path"], kw["stems_dir"], s.names, kw["fmt"], **self.sources())
+        except (OutputError, WriteError, AudioError) as exc:
+            self.error = str(exc)
+            self.status.setText(f"Export refused: {exc}")
+            return
         args = (inputs.stems, s.params.tracks.copy(), s.params.master.copy(), inputs.sample_rate)
-        extra = {"stereo": inputs.stereo, "names": list(s.names), "mute": s.mute, "solo": s.solo}
+        extra = {"stereo": inputs.stereo, "names": list(s.names), "mute": s.mute, "solo": s.solo,
+                 **self.sources()}
 
         def job(task):
             def progress(done, total):

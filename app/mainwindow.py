@@ -3,15 +3,20 @@
 It owns the pieces and wires them: the model (session + undo), one task runner for background work,
 the audio engine adapter, and the playback, predict and analysis controllers. Dialogs that ask the
 user something go through replaceable hooks (``ask_unsaved``, ``ask_recover``, ``ask_relocate``,
-``show_error``), so tests drive every path without modal windows.
+``show_error``), so tests drive every path without modal windows. Offscreen (``--screenshot``) no one
+can answer a dialog: errors go to stderr and a non-modal box, questions take the safe answer.
+
+A session file that cannot be opened never takes the app down: the window stays (empty at start-up)
+and a dialog names the file and the problem.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -40,7 +45,7 @@ from core.session import (
 from . import theme
 from .analysis import AnalysisController, AnalysisPanel
 from .audio import AudioEngine
-from .audiodata import import_trim, load_files
+from .audiodata import dc_notes, import_trim, load_files
 from .console import ConsoleView
 from .export_dialog import ExportDialog
 from .model import MixModel
@@ -70,6 +75,9 @@ class MainWindow(QMainWindow):
         self.ask_recover = self._recover_dialog
         self.ask_relocate = self._relocate_dialog
         self.show_error = self._error_dialog
+        self.notices: list[tuple[str, str]] = []
+        if QGuiApplication.platformName() == "offscreen":
+            self.unattended()
         self.loading = False
         self._build()
         self._actions()
@@ -133,10 +141,29 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&Mix")
         self.predict_action = self._action(m, "&Predict", self.predictor.start, "Ctrl+P")
         self._action(m, "&Cancel Predict", self.predictor.cancel)
+        self._reference_kind_menu(m.addMenu("&Reference is…"))
         self._transport_menu(bar.addMenu("&Transport"))
         v = bar.addMenu("&View")
         self.compact_action = self._action(v, "&Compact strips", self.console.set_compact, "Ctrl+M", True)
         v.addAction(self.analysis_dock.toggleViewAction())
+
+    def _reference_kind_menu(self, menu) -> None:
+        """Auto / same song / other song: how Predict treats the reference (core.suggest)."""
+        from PySide6.QtGui import QActionGroup
+
+        group = QActionGroup(self)
+        self.reference_kind_actions = {}
+        choices = (("auto", "&Detect automatically"),
+                   ("same-song", "The &same song (a rough mix, another section): match its balance"),
+                   ("other", "Another &song: match its style"))
+        for kind, text in choices:
+            def choose(_=False, k=kind):
+                self.predictor.reference_kind = k
+
+            act = self._action(menu, text, choose, checkable=True)
+            act.setChecked(kind == self.predictor.reference_kind)
+            group.addAction(act)
+            self.reference_kind_actions[kind] = act
 
     def _edit_menu(self, e) -> None:
         undo = self.model.undo.createUndoAction(self, "&Undo")
@@ -237,7 +264,10 @@ class MainWindow(QMainWindow):
         dirty = False
         auto = find_autosave(session.path)
         if auto is not None and self.ask_recover(str(auto)):
-            session, dirty = recover_autosave(auto), True
+            try:
+                session, dirty = recover_autosave(auto), True
+            except SessionError as exc:
+                self.show_error("Cannot recover unsaved changes", str(exc))
         self.activate(session, dirty)
         return True
 
@@ -274,7 +304,12 @@ class MainWindow(QMainWindow):
         auto = find_autosave(None)
         if auto is None or not self.ask_recover(str(auto)):
             return False
-        self.activate(recover_autosave(auto), dirty=True)
+        try:
+            session = recover_autosave(auto)
+        except SessionError as exc:
+            self.show_error("Cannot recover unsaved changes", str(exc))
+            return False
+        self.activate(session, dirty=True)
         return True
 
     def save(self) -> bool:
@@ -334,13 +369,14 @@ class MainWindow(QMainWindow):
         sr = self.model.session.sample_rate
         self.loading = True
         self.statusBar().showMessage(f"Loading {len(paths)} audio files…")
-        self.runner.run("load", lambda task: load_files(paths, sr, task.report),
+        refs = {self.model.session.reference}
+        self.runner.run("load", lambda task: load_files(paths, sr, task.report, references=refs),
                         on_done=self._audio_loaded, on_error=self._load_failed)
 
     def _audio_loaded(self, audio: dict) -> None:
         self.loading = False
         self.model.add_audio(audio)
-        problems = [str(a) for a in audio.values() if isinstance(a, AudioError)]
+        problems = [str(a) for a in audio.values() if isinstance(a, AudioError)] + dc_notes(audio)
         self.statusBar().showMessage("; ".join(problems) if problems else "Audio loaded", 10000)
 
     def _load_failed(self, exc, tb) -> None:
@@ -371,6 +407,8 @@ class MainWindow(QMainWindow):
         self.loading = False
         good = [p for p in files if isinstance(audio.get(p), Audio)]
         bad = [str(audio[p]) for p in files if isinstance(audio.get(p), AudioError)]
+        if dc_notes(audio):
+            self.statusBar().showMessage("; ".join(dc_notes(audio)), 15000)
         room = MAX_TRACKS - self.model.n_tracks
         if len(good) > room:
             bad.append(f"the console takes {MAX_TRACKS} tracks: {len(good) - room} files left out")
@@ -390,7 +428,7 @@ class MainWindow(QMainWindow):
     def set_reference_file(self, path: str) -> None:
         sr = self.model.session.sample_rate
         full = os.path.abspath(path)
-        self.runner.run("reference", lambda task: load_files([full], sr)[full],
+        self.runner.run("reference", lambda task: load_files([full], sr, references={full})[full],
                         on_done=lambda a: self._reference_loaded(full, a), on_error=self._load_failed)
 
     def _reference_loaded(self, path: str, audio) -> None:
@@ -446,6 +484,21 @@ class MainWindow(QMainWindow):
 
     def _error_dialog(self, title: str, text: str) -> None:
         QMessageBox.warning(self, title, text)
+
+    def unattended(self) -> None:
+        """No one to answer dialogs (offscreen): nothing waits; errors are reported without blocking."""
+        self.show_error = self._notice
+        self.ask_recover = lambda path: False
+        self.ask_relocate = lambda session: None
+
+    def _notice(self, title: str, text: str) -> None:
+        """An error shown in a non-modal box (and on stderr): it never waits for an answer."""
+        self.notices.append((title, text))
+        print(f"stylemix: {title.lower()}: {text}", file=sys.stderr)
+        box = QMessageBox(QMessageBox.Warning, title, text, QMessageBox.Ok, self)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.setModal(False)
+        box.show()
 
     def dragEnterEvent(self, ev) -> None:
         self.console.dragEnterEvent(ev)

@@ -4,6 +4,8 @@ The mix is rendered by the streaming console (what playback plays and export wri
 region, or the whole song. Loudness and true peak are measured as they are; the style terms (AF
 features, spectrum) are measured after loudness-normalising both signals to the reference level the
 matching uses, so the comparison is about balance, tone, dynamics and image, not about level.
+Each measurement also carries the match report's analysis (:func:`core.report.analyse`), so the
+panel's tonal-difference curve and report terms come from the same numbers as ``stylemix compare``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from scipy.signal import welch
 from core.engine import render_stream
 from core.features import af_features_np, integrated_lufs, loudness_normalize, true_peak_dbtp
 from core.prepare import REFERENCE_LUFS
+from core.report import Analysis as BandAnalysis
+from core.report import MatchReport, compare_analyses
+from core.report import analyse as report_analyse
 
 SPECTRUM_NPERSEG = 8192
 SPECTRUM_POINTS = 160
@@ -37,6 +42,7 @@ class Measurement:
     bark: np.ndarray  # (2, 24) log magnitude, mid and side, after loudness normalisation
     freqs: np.ndarray  # (SPECTRUM_POINTS,) Hz
     spectrum_db: np.ndarray  # (SPECTRUM_POINTS,) mid channel, after loudness normalisation
+    bands: BandAnalysis | None = None  # the match report's analysis at REFERENCE_LUFS; None for silence
 
 
 def _spectrum(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,12 +63,20 @@ def _spectrum(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
 def measure(x: np.ndarray, sr: int) -> Measurement:
     """Measure a stereo signal ``x`` (2, T)."""
     x = np.asarray(x, dtype=np.float32)
-    lufs = integrated_lufs(x, sr)
-    norm, _ = loudness_normalize(x, sr, REFERENCE_LUFS) if math.isfinite(lufs) else (x, 0.0)
+    try:
+        bands = report_analyse(x, sr, target_lufs=REFERENCE_LUFS)
+    except ValueError:  # silence (or nothing to measure)
+        bands = None
+    if bands is not None:  # the report measured loudness and true peak already
+        lufs, peak = bands.lufs, bands.plr_db + bands.lufs
+        norm = x * np.float32(10.0 ** ((REFERENCE_LUFS - lufs) / 20.0))
+    else:
+        lufs, peak = integrated_lufs(x, sr), true_peak_dbtp(x, sr)
+        norm, _ = loudness_normalize(x, sr, REFERENCE_LUFS) if math.isfinite(lufs) else (x, 0.0)
     f = af_features_np(norm, sr)
     freqs, spec = _spectrum(norm, sr)
-    return Measurement(lufs, true_peak_dbtp(x, sr), float(np.mean(f["crest_db"])), float(f["width"]),
-                       float(f["imbalance"]), np.asarray(f["bark"]), freqs, spec)
+    return Measurement(lufs, peak, float(np.mean(f["crest_db"])), float(f["width"]), float(f["imbalance"]),
+                       np.asarray(f["bark"]), freqs, spec, bands)
 
 
 def spectral_distance(a: Measurement, b: Measurement) -> float:
@@ -109,6 +123,7 @@ class Analysis:
     envelope_hi: np.ndarray
     duration: float
     region: tuple[float, float] | None
+    match: MatchReport | None = None  # mix vs reference; None without a reference or for silence
 
     def terms(self) -> list[tuple[str, str, float, float | None]]:
         """Rows for the bar display: (name, unit, mix value, reference value or None)."""
@@ -127,4 +142,8 @@ def analyse(inputs, params, mute, solo, region, reference: Measurement | None) -
     full = render(inputs, params, mute, solo, None)
     lo, hi = envelope(full)
     a, b = region_frames(region, inputs.sample_rate, inputs.frames)
-    return Analysis(measure(full[:, a:b], inputs.sample_rate), reference, lo, hi, inputs.duration, region)
+    mix = measure(full[:, a:b], inputs.sample_rate)
+    match = None
+    if reference is not None and mix.bands is not None and reference.bands is not None:
+        match = compare_analyses(mix.bands, reference.bands, region)
+    return Analysis(mix, reference, lo, hi, inputs.duration, region, match)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal
 
 from core.paramfile import MixParams
-from core.params import TRACK
-from core.refine import RefineConfig, refine
+from core.suggest import SuggestConfig, Suggestion, suggest
 
 DEFAULT_STEPS = 40
 
@@ -38,37 +37,36 @@ class PredictJob:
     steps: int
     region: tuple[float, float] | None
     load_model: Callable
+    prior: float = 1.0
+    reference_kind: str = "auto"
 
-    def __call__(self, task) -> MixParams:
-        task.report(0, self.steps + 1, "Loading model…")
+    def __call__(self, task) -> Suggestion:
+        """The core pipeline (:func:`core.suggest.suggest`) with the task's progress and Cancel."""
+        where = (f"loop {self.region[0]:.1f}-{self.region[1]:.1f} s · " if self.region is not None else "")
+        task.report(0, self.steps + 1, where + "Loading model…")
         model = self.load_model()
         task.check()
-        init = self._start(model, task)
-        cfg = RefineConfig(steps=self.steps, region=self.region)
-        if self.steps <= 0:
-            return init
+        cfg = SuggestConfig(steps=self.steps, region=self.region, prior=self.prior,
+                            reference_kind=self.reference_kind)
 
-        def callback(step, steps, loss):
-            return task.report(step + 1, steps + 1, f"Refining: AF loss {loss:.4f}")
+        def progress(done, total, message):
+            return task.report(done, total, where + message)
 
-        result = refine(self.inputs, init, cfg, self.lock_tracks, self.lock_master, callback)
+        result = suggest(self.inputs, model, cfg, current=self.current, lock_tracks=self.lock_tracks,
+                         lock_master=self.lock_master, progress=progress)
         task.check()
-        return result.params
+        return result
 
-    def _start(self, model, task) -> MixParams:
-        """Model prediction (or the neutral console), with locked values put back."""
-        if model is None:
-            init = self.inputs.default_params()
-        else:
-            from core.predict import predict
 
-            task.report(0, self.steps + 1, "Predicting…")
-            init = predict(self.inputs, model, self.region)
-        ti = TRACK.index("trim_db")
-        init.tracks[:, ti] = self.current.tracks[:, ti]
-        init.tracks[self.lock_tracks] = self.current.tracks[self.lock_tracks]
-        init.master[self.lock_master] = self.current.master[self.lock_master]
-        return init
+def describe(result: Suggestion) -> str:
+    """``", loop 4.7-7.9 s analysed, reference: same song (score 0.91)"``: what Predict decided."""
+    parts = []
+    if result.region is not None:
+        a, b = result.region
+        parts.append(f"loop {a:.1f}-{b:.1f} s analysed with the whole song as context")
+    if result.detection:
+        parts.append(f"reference: {result.detection.get('text', result.reference_kind)}")
+    return (", " + ", ".join(parts)) if parts else ""
 
 
 class PredictController(QObject):
@@ -82,6 +80,9 @@ class PredictController(QObject):
         super().__init__(parent)
         self.model, self.runner, self.load_model = model, runner, load_model
         self.steps = DEFAULT_STEPS
+        self.reference_kind = "auto"  # Mix > Reference is…: auto, same-song, other
+        self.prior = 1.0
+        self.last: Suggestion | None = None
         self.task = None
 
     @property
@@ -108,7 +109,7 @@ class PredictController(QObject):
             return False
         s = self.model.session
         job = PredictJob(self.model.inputs, s.params.copy(), s.lock_tracks.copy(), s.lock_master.copy(),
-                         self.steps, s.loop, self.load_model)
+                         self.steps, s.loop, self.load_model, self.prior, self.reference_kind)
         self.task = self.runner.run("predict", job, on_done=self._done, on_error=self._failed,
                                     on_progress=self.progress.emit, on_cancel=self._cancelled)
         self.started.emit()
@@ -118,13 +119,16 @@ class PredictController(QObject):
         if self.task is not None:
             self.task.cancel()
 
-    def _done(self, params: MixParams) -> None:
+    def _done(self, result: Suggestion) -> None:
         self.task = None
+        params = result.params
         if len(params.names) != self.model.n_tracks:  # strips changed meanwhile: the result no longer fits
             self.finished.emit(False, "Tracks changed during Predict; run it again")
             return
+        self.last = result
         self.model.apply_prediction(params)
-        self.finished.emit(True, "Prediction applied (Edit > Undo restores the previous console)")
+        self.finished.emit(True, f"Prediction applied{describe(result)} "
+                                 "(Edit > Undo restores the previous console)")
 
     def _failed(self, exc: BaseException, tb: str) -> None:
         self.task = None

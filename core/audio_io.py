@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .fileio import temp_path
+from .fileio import WriteGroup, write_error
 
 #: Session sample rates (Hz). The first one is the default.
 SUPPORTED_RATES = (44100, 48000)
@@ -35,6 +35,11 @@ AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", 
 
 #: A stem whose peak magnitude is below this (-100 dBFS) is flagged silent.
 SILENCE_PEAK = 1e-5
+
+#: A stem whose DC offset (per-channel mean) holds more than this share of its energy is "mostly DC":
+#: it is reported and high-passed at :data:`DC_HIGHPASS_HZ` when loaded as a stem.
+DC_SHARE = 0.5
+DC_HIGHPASS_HZ = 5.0
 
 #: Output formats and bit depths accepted by :func:`write_audio`.
 WRITE_FORMATS = {"wav": "WAV", "flac": "FLAC"}
@@ -93,6 +98,7 @@ class Audio:
     original_sample_rate: int
     original_frames: int
     silent: bool = False
+    dc_removed: float = 0.0  # share of the energy that was DC, when it was removed at load (else 0)
 
     @property
     def channels(self) -> int:
@@ -155,11 +161,37 @@ def _resample(data: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return np.ascontiguousarray(data.T, dtype=np.float32)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Audio:
+def dc_share(data: np.ndarray, block: int = 1 << 20) -> float:
+    """Share (0..1) of the energy of ``(channels, frames)`` that is DC (each channel's mean)."""
+    dc = energy = 0.0
+    for ch in np.atleast_2d(data):
+        mean = float(np.mean(ch, dtype=np.float64))
+        ms = sum(float(np.dot(c, c)) for c in (ch[i:i + block].astype(np.float64)
+                                               for i in range(0, ch.shape[0], block))) / max(ch.shape[0], 1)
+        dc, energy = dc + mean * mean, energy + ms
+    return dc / energy if energy > 0 else 0.0
+
+
+def remove_dc(data: np.ndarray, sample_rate: int) -> np.ndarray:
+    """High-pass ``(channels, frames)`` at :data:`DC_HIGHPASS_HZ`, zero-phase (no shift, no thump)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, DC_HIGHPASS_HZ, "highpass", fs=sample_rate, output="sos")
+    out = np.empty_like(data)
+    for c, ch in enumerate(data):
+        centred = ch.astype(np.float64) - np.mean(ch, dtype=np.float64)
+        out[c] = sosfiltfilt(sos, centred) if ch.shape[0] > 3 * (2 * len(sos) + 1) else centred
+    return out
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE,
+               remove_mostly_dc: bool = False) -> Audio:
     """Read a mono or stereo file and resample it to ``sample_rate`` (Hz, one of :data:`SUPPORTED_RATES`).
 
     Returns an :class:`Audio` whose ``data`` is float32 ``(channels, frames)``. Raises :class:`AudioError`
     for missing files, folders, empty or undecodable files, more than two channels, NaN/Inf samples.
+    With ``remove_mostly_dc`` (stems), a file that is mostly DC (:data:`DC_SHARE`) is high-passed and
+    ``dc_removed`` says how much of it was DC.
     """
     sample_rate = check_sample_rate(sample_rate)
     path = os.fspath(path)
@@ -168,6 +200,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) 
     data = _resample(raw, rate, sample_rate)
     if data.shape[1] == 0:
         raise _fail(path, f"too short ({raw.shape[0]} frames at {rate} Hz)")
+    dc = dc_share(data) if remove_mostly_dc else 0.0
+    if dc > DC_SHARE:
+        data = remove_dc(data, sample_rate)
     peak = float(np.max(np.abs(data)))
     return Audio(
         data=data,
@@ -177,6 +212,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) 
         original_sample_rate=rate,
         original_frames=int(raw.shape[0]),
         silent=peak < SILENCE_PEAK,
+        dc_removed=dc if dc > DC_SHARE else 0.0,
     )
 
 
@@ -289,17 +325,19 @@ def load_stems(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     frames: int | None = None,
+    remove_mostly_dc: bool = False,
 ) -> StemSet:
     """Load files and folders (see :func:`expand_paths`) as one :class:`StemSet` at ``sample_rate`` (Hz).
 
     Stems are zero-padded to the longest one, or padded/truncated to ``frames`` when given (to align
-    with another signal). Repeated names are disambiguated. Raises :class:`AudioError` on the first bad
+    with another signal). Repeated names are disambiguated. With ``remove_mostly_dc`` a stem that is
+    mostly DC is high-passed (its ``dc_removed`` says so). Raises :class:`AudioError` on the first bad
     file.
     """
     sample_rate = check_sample_rate(sample_rate)
     if frames is not None and _positive_int(frames) is None:
         raise AudioError(f"stem length must be a positive number of frames, got {frames!r}")
-    stems = [load_audio(p, sample_rate) for p in expand_paths(paths)]
+    stems = [load_audio(p, sample_rate, remove_mostly_dc) for p in expand_paths(paths)]
     target = _positive_int(frames) if frames is not None else max(s.frames for s in stems)
     padded, truncated, out = [], [], []
     for stem, name in zip(stems, unique_names(s.name for s in stems), strict=True):
@@ -359,36 +397,21 @@ def _quantise(data: np.ndarray, subtype: str) -> np.ndarray:
     return np.ascontiguousarray(q, dtype=np.int32) << 8
 
 
-def _fsync(path: str, flags: int = os.O_RDWR) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make a rename durable (POSIX only; best effort)."""
-    if os.name == "posix":
-        try:
-            _fsync(folder, os.O_RDONLY)
-        except OSError:
-            pass
-
-
 def write_audio(
     path: str | os.PathLike,
     data: np.ndarray,
     sample_rate: int,
     format: str | None = None,
     bits: str = "24",
+    group: WriteGroup | None = None,
 ) -> None:
     """Atomically write ``data`` (float ``(channels, frames)`` or mono ``(frames,)``, full scale 1.0).
 
     ``format`` is ``"wav"`` or ``"flac"`` (default: from the extension); ``bits`` is ``"16"``, ``"24"``
     or ``"32f"`` (float, WAV only). Samples should already lie in [-1, 1); PCM output is clipped rather
     than wrapped. On any failure the destination is left untouched, no temporary file remains and
-    :class:`AudioError` is raised.
+    :class:`AudioError` is raised (a full disk says so, with the folder). With ``group`` the file is
+    only staged there: it lands when the group commits, together with the group's other files.
     """
     path = os.fspath(path)
     fmt = _output_format(path, format)
@@ -409,20 +432,17 @@ def write_audio(
     if not os.path.isdir(folder):
         raise _fail(path, "destination folder does not exist")
     samples = _quantise(data, subtype)
-    tmp = None
-    try:
-        tmp = temp_path(folder, os.path.basename(path))
+
+    def write(tmp: str) -> None:
         with sf.SoundFile(tmp, "w", rate, samples.shape[1], subtype, format=fmt) as f:
             f.write(samples)
-        _fsync(tmp)
-        os.replace(tmp, path)
-        tmp = None
+
+    try:
+        if group is not None:
+            write(group.add(path))
+            return
+        with WriteGroup() as own:
+            write(own.add(path))
+            own.commit()
     except Exception as exc:
-        raise _fail(path, f"could not write audio ({str(exc) or type(exc).__name__})") from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-    _fsync_folder(folder)
+        raise AudioError(str(write_error(exc, path))) from exc

@@ -23,10 +23,23 @@ import torch
 
 from core.fileio import atomic_write
 from core.model import MixController, ModelConfig
-from core.params import fingerprint
+from core.params import MASTER, TRACK, fingerprint
 
 FORMAT = "stylemix-model"
 FORMAT_VERSION = 1
+
+#: Checkpoints larger than this are refused before they are read (the shipped model is ~18 MB).
+MAX_CHECKPOINT_BYTES = 1 << 30
+#: A config whose model would have more parameters than this is refused before anything is built.
+MAX_MODEL_PARAMETERS = 100_000_000
+#: Bounds of each numeric config field, checked before the model is built.
+CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
+    "sample_rate": (8000, 192000), "n_fft": (64, 16384), "hop": (16, 16384), "mag_power": (0.01, 2.0),
+    "n_bands": (8, 1024), "f_min_hz": (0.0, 1000.0), "embed_dim": (8, 4096), "n_layers": (1, 48),
+    "n_heads": (1, 64), "ffn_dim": (8, 16384), "dropout": (0.0, 0.9), "encoder_chunk": (1, 1024),
+    "track_lufs": (-100.0, 0.0), "reference_lufs": (-100.0, 0.0),
+}
+_MAX_CNN_BLOCKS, _MAX_CNN_CHANNELS = 8, 2048
 
 
 class CheckpointError(Exception):
@@ -70,6 +83,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path}: {size / 1e9:.1f} GB is more than a stylemix checkpoint can be "
+                              f"({MAX_CHECKPOINT_BYTES / 1e9:.1f} GB; refused unread)")
+    try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
@@ -107,7 +129,45 @@ def _config_from_dict(path: Path, stored: Any) -> ModelConfig:
         raise CheckpointError(
             f"{path}: model config has fields this build does not know: {', '.join(unknown)}"
         )
+    _check_bounds(path, stored)
     try:
-        return ModelConfig(**stored)
+        config = ModelConfig(**stored)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config: {exc}") from None
+    n = estimated_parameters(config)
+    if n > MAX_MODEL_PARAMETERS:
+        raise CheckpointError(f"{path}: model config asks for {n / 1e6:.0f} M parameters, more than the "
+                              f"{MAX_MODEL_PARAMETERS / 1e6:.0f} M a stylemix model may have")
+    return config
+
+
+def _check_bounds(path: Path, stored: dict) -> None:
+    """Every numeric field a real number within :data:`CONFIG_BOUNDS`; cnn_channels a short list."""
+    for key, (lo, hi) in CONFIG_BOUNDS.items():
+        if key not in stored:
+            continue
+        value = stored[key]
+        whole = isinstance(getattr(ModelConfig, key), int)
+        kinds = (int,) if whole else (int, float)
+        if not isinstance(value, kinds) or isinstance(value, bool) or not lo <= value <= hi:
+            raise CheckpointError(f"{path}: model config {key} = {repr(value)[:40]} is not "
+                                  f"{'a whole number' if whole else 'a number'} within {lo:g}..{hi:g}")
+    channels = stored.get("cnn_channels", ModelConfig.cnn_channels)
+    if not isinstance(channels, (list, tuple)) or not 1 <= len(channels) <= _MAX_CNN_BLOCKS or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= _MAX_CNN_CHANNELS for c in channels):
+        raise CheckpointError(f"{path}: model config cnn_channels must be 1 to {_MAX_CNN_BLOCKS} whole "
+                              f"numbers within 1..{_MAX_CNN_CHANNELS}")
+    if stored.get("hop", 1) > stored.get("n_fft", ModelConfig.n_fft):
+        raise CheckpointError(f"{path}: model config hop is longer than n_fft")
+
+
+def estimated_parameters(config: ModelConfig) -> int:
+    """Parameters (and buffers) a :class:`MixController` with ``config`` holds, without building it."""
+    d, bins = config.embed_dim, config.n_fft // 2 + 1
+    conv, c_in, f_out = 0, 1, config.n_bands
+    for c in config.cnn_channels:
+        conv, c_in, f_out = conv + 9 * c_in * c + 3 * c, c, (f_out + 1) // 2
+    encoder = conv + (2 * c_in * f_out + 3) * d + config.n_fft + bins * config.n_bands
+    layer = 4 * d * d + 2 * d * config.ffn_dim + config.ffn_dim + 9 * d
+    heads = 2 * (d * d + d) + d * (len(TRACK) + len(MASTER) + 2)
+    return 2 * encoder + config.n_layers * layer + heads + 6 * d

@@ -5,6 +5,12 @@ parameters; ``render`` re-renders a saved parameter set; ``analyze`` measures fi
 the console's parameter table. With no sub-command (or a session / audio files) it opens the desktop
 app. Exit status: 0 success, 1 bad input, 2 usage error. Errors are one line on stderr; ``--debug``
 shows tracebacks.
+
+``compare`` prints the match report of a mix against a reference (:mod:`core.report`).
+
+Before any work, outputs are checked against the inputs (an output that is a stem, the reference, a
+params file read or the checkpoint is refused), output folders must be writable, and at most 64 stems
+are taken. The mix, the params file and the processed stems land together at the end, or none does.
 """
 
 from __future__ import annotations
@@ -12,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-COMMANDS = ("mix", "render", "analyze", "params")
+COMMANDS = ("mix", "render", "analyze", "compare", "params")
 
 
 class CliError(Exception):
@@ -27,9 +34,10 @@ class CliError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .audio_io import AudioError
+    from .fileio import OutputError, WriteError
     from .paramfile import ParamsError
 
-    errors: list[type[BaseException]] = [CliError, AudioError, ParamsError]
+    errors: list[type[BaseException]] = [CliError, AudioError, ParamsError, OutputError, WriteError]
     try:
         from .checkpoint import CheckpointError
 
@@ -55,7 +63,8 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
     p.add_argument("--engine", choices=["stream", "torch"], default="stream",
                    help="renderer: the streaming engine that playback uses (default) or the torch console")
     p.add_argument("--stems-out", metavar="DIR",
-                   help="also write each processed stem (after its strip, before the master bus) here")
+                   help="also write each processed stem (after its strip, before the master bus) here: a new "
+                        "folder, or one an earlier export wrote (never the stems' own folder)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mixing assistant: fills a mixing console from raw stems and a reference song.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run 'stylemix COMMAND --help' for a command's options.\n\n"
+               "No output may overwrite an input; all outputs of a command land together or not at all.\n\n"
                "Without a command, stylemix opens the desktop app:\n"
                "  stylemix [SESSION | FILES...] [--reference REF] [--demo] [--no-audio] [--compact]\n"
                "  stylemix --screenshot OUT.png [--size WxH] [--predict] [SESSION]\n"
@@ -96,7 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=V", dest="sets",
                    help="set (and lock) values: [TRACK:|master:]KEY=VALUE")
     p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
-                   help="analyse only this part of the stems (seconds), e.g. the chorus")
+                   help="analyse only this part of the stems (seconds), e.g. the chorus; the whole song "
+                        "stays the context of the fit")
+    p.add_argument("--prior", type=float, default=1.0, metavar="S",
+                   help="strength of the plausibility prior that keeps settings where engineers work "
+                        "(default 1; 0 = off, 2 = twice as firm)")
+    p.add_argument("--reference-kind", choices=["auto", "same-song", "other"], default="auto",
+                   help="is the reference a mix of these stems (a rough mix, another section of the same "
+                        "song)? auto detects it (default); same-song fits the balance from its content")
 
     p = sub.add_parser("render", help="render stems with a saved parameter set",
                        description="Re-render STEMs with the console parameters in P.json (tracks are "
@@ -105,10 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, metavar="P.json", help="parameter file from 'mix --params-out'")
     _add_output_args(p, "re-normalise the output to this loudness, LUFS (default: as the parameters give)")
 
-    p = sub.add_parser("analyze", help="loudness, true peak and style features of audio files",
+    p = sub.add_parser("analyze", help="loudness, true peak, style features and spectrum of audio files",
                        description="Measure integrated/short-term/momentary loudness, true peak and "
-                                   "the AF style features of each FILE.")
+                                   "the AF style features of each FILE, and the match report's terms: "
+                                   "octave levels of the mid signal (at -16 LUFS, so files compare), "
+                                   "width (side/mid) in low/mid/high, loudness range and "
+                                   "peak-to-loudness ratio. --json adds the 1/3-octave mid levels.")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("compare", help="match report: how a mix differs from a reference",
+                       description="How MIX differs from REF as an engineer reads it, both at the same "
+                                   "loudness: tonal balance (mix minus reference per 1/3 octave of the "
+                                   "mid signal, per octave, tonal deviation, worst octave, worst bands), "
+                                   "width (side/mid) in low/mid/high, dynamics (crest factor, loudness "
+                                   "range, peak-to-loudness ratio), low end and air. Differences "
+                                   "are mix minus reference: + means the mix has more.")
+    p.add_argument("mix", metavar="MIX", help="the mix (audio file)")
+    p.add_argument("reference", metavar="REF", help="the reference song (audio file)")
+    p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
+                   help="compare only this part of MIX (seconds)")
+    p.add_argument("--ref-region", nargs=2, type=float, metavar=("START", "END"),
+                   help="use only this part of REF (seconds; default: all of it)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("params", help="print the console's parameter table",
@@ -145,6 +180,13 @@ def _print_inputs(inputs, out=None) -> None:
     for name, seconds in inputs.padded:
         print(f"  note: {name} is {seconds:.2f} s long, padded with silence to {inputs.duration:.2f} s",
               file=out)
+    _warn_dc(inputs)
+
+
+def _warn_dc(inputs) -> None:
+    for path, share in inputs.dc_removed:
+        print(f"stylemix: warning: {path} is mostly DC ({share:.0%} of its energy); DC removed (high-passed)",
+              file=sys.stderr)
 
 
 def _progress(total: int, label: str):
@@ -160,8 +202,33 @@ def _progress(total: int, label: str):
     return bar, callback
 
 
-def _finish(inputs, params, args, fmt: str, loudness: float | None):
-    """Render, match loudness with the master fader, limit to the ceiling, write atomically.
+def _guard_outputs(args, fmt: str, protect: list) -> dict:
+    """Before any work: expand the stems, check the stem count, refuse outputs that would destroy an
+    input (or a file stylemix did not write) and unwritable output folders.
+
+    Returns what :func:`core.export.export_mix` needs to check the same again (``stem_files``,
+    ``protect``).
+    """
+    from .audio_io import expand_paths, unique_names
+    from .engine import StreamingConsole
+    from .export import check_export_paths
+
+    if args.engine == "torch" and args.stems_out:
+        raise CliError("--stems-out needs the streaming engine (--engine stream)")
+    files = expand_paths(args.stems)
+    if len(files) > StreamingConsole.MAX_TRACKS:
+        raise CliError(f"{len(files)} stems given; the console takes at most {StreamingConsole.MAX_TRACKS}")
+    protect = [os.fspath(p) for p in protect if p]
+    extra = [("--params-out", args.params_out)] if getattr(args, "params_out", None) else []
+    check_export_paths(args.out, args.stems_out, unique_names(Path(f).stem for f in files), fmt,
+                       stem_files=files, protect=protect, extra_outputs=extra,
+                       stem_folders=[p for p in args.stems if os.path.isdir(p)],
+                       labels=("--out", "--stems-out"))
+    return {"stem_files": files, "protect": protect}
+
+
+def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard: dict):
+    """Render, match loudness with the master fader, limit to the ceiling, stage in ``group``.
 
     Returns (params as written, console loudness, output loudness, output true peak).
     """
@@ -172,12 +239,10 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
     sr = inputs.sample_rate
     if args.engine == "torch":
-        if args.stems_out:
-            raise CliError("--stems-out needs the streaming engine (--engine stream)")
         mix = render_mix(inputs, params, engine="torch")
         before = integrated_lufs(mix, sr)
         mix, params = output_stage(mix, sr, params, loudness, args.ceiling)
-        write_audio(args.out, mix, sr, format=fmt, bits=args.bits)
+        write_audio(args.out, mix, sr, format=fmt, bits=args.bits, group=group)
         return params, before, integrated_lufs(mix, sr), true_peak_dbtp(mix, sr)
     from tqdm import tqdm
 
@@ -187,7 +252,7 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
         res = export_mix(inputs.stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
                          loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
-                         names=inputs.names)
+                         names=inputs.names, group=group, **guard)
     from .params import MASTER
 
     # the console's own loudness: the output's, less the master-fader move (the limiter's share is
@@ -200,41 +265,72 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None):
 
 # --- commands -------------------------------------------------------------------------------------
 
-def _initial_params(inputs, args, region):
-    """Where refinement starts: saved parameters, the model's prediction, or the defaults."""
+def _start_params(inputs, args):
+    """(current console, refinement start or None, model or None, source label) for ``mix``."""
     from .paramfile import read_params
 
     if args.params_in:
         init = read_params(args.params_in).select(inputs.names, args.params_in)
         init.files, init.stereo = list(inputs.files), [bool(s) for s in inputs.stereo]
-        return init, "params-in"
+        return init.copy(), init, None, "params-in"
     if args.no_model:
         if args.model:
             raise CliError("--model and --no-model contradict each other")
-        return inputs.default_params(), "defaults"
-    from .predict import load_default_model, load_model, predict
+        return inputs.default_params(), None, None, "defaults"
+    from .predict import load_default_model, load_model
 
     model = load_model(args.model) if args.model else load_default_model()
     if model is None:
         print("model: none shipped; refining from the equal-loudness defaults")
-        return inputs.default_params(), "defaults"
-    t0 = time.perf_counter()
-    init = predict(inputs, model, region)
-    print(f"model: {args.model or 'default'}, prediction in {time.perf_counter() - t0:.1f} s")
-    return init, "model"
+        return inputs.default_params(), None, None, "defaults"
+    return inputs.default_params(), None, model, "model"
+
+
+def _print_report(path: str, reference, sample_rate: int) -> None:
+    """The match report's headline of the written mix against the reference (songs up to 20 min)."""
+    from .audio_io import load_audio, to_stereo
+    from .report import compare
+
+    if reference.shape[-1] > 20 * 60 * sample_rate:
+        return
+    mix = to_stereo(load_audio(path, sample_rate).data)
+    rep = compare(mix, reference, sample_rate)
+    worst = ", ".join(f"{hz:g} Hz {d:+.1f}" for hz, d in rep.worst_bands(3))
+    octave = float(rep.octave_diff_db[np.argmax(np.abs(rep.octave_diff_db))])
+    print(f"match vs reference: tonal balance {rep.tonal_deviation_db:.1f} dB RMS (1/3 octaves 40 Hz-16 kHz; "
+          f"worst octave {rep.worst_octave} {octave:+.1f} dB; "
+          f"worst bands {worst}), width {rep.width_deviation_db:.1f} dB, "
+          f"dynamics {rep.dynamics_deviation:.1f}"
+          " ('stylemix compare' shows all of it)")
+
+
+def _checkpoint(args) -> str | None:
+    """The checkpoint ``mix`` reads (protected from being overwritten), if any."""
+    if args.params_in or args.no_model:
+        return None
+    if args.model:
+        return args.model
+    from .predict import DEFAULT_MODEL_PATH
+
+    return str(DEFAULT_MODEL_PATH)
 
 
 def cmd_mix(args) -> int:
     from .features import integrated_lufs
+    from .fileio import WriteGroup
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
-    from .refine import RefineConfig, evaluate, refine
+    from .refine import RefineConfig, evaluate
+    from .suggest import SuggestConfig, suggest
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
     if args.steps < 0:
         raise CliError(f"--steps must be >= 0, got {args.steps}")
-    inputs = load_inputs(args.stems, args.reference, args.sample_rate)
+    if not (math.isfinite(args.prior) and args.prior >= 0):
+        raise CliError(f"--prior must be a number >= 0, got {args.prior}")
+    guard = _guard_outputs(args, fmt, [args.reference, args.params_in, _checkpoint(args)])
+    inputs = load_inputs(guard["stem_files"], args.reference, args.sample_rate)
     _print_inputs(inputs)
     if inputs.silent.all():
         raise CliError("every stem is silent: nothing to mix")
@@ -245,31 +341,43 @@ def cmd_mix(args) -> int:
     region = tuple(args.region) if args.region else None
     if region and not (0 <= region[0] < region[1] <= inputs.duration):
         raise CliError(f"--region {region[0]:g} {region[1]:g} is not within 0..{inputs.duration:.1f} s")
-    cfg = RefineConfig(steps=args.steps, seed=args.seed, region=region)
-    init, source = _initial_params(inputs, args, region)
-    locks = list(args.lock) + apply_sets(init, args.sets)
+    current, init, model, source = _start_params(inputs, args)
+    locks = list(args.lock) + apply_sets(current, args.sets)
+    if init is not None:
+        apply_sets(init, args.sets)
     lock_t, lock_m = lock_masks(locks, inputs.names)
-
-    baseline = evaluate(inputs, inputs.default_params(), cfg)[0]
-    start = evaluate(inputs, init, cfg)[0] if source != "defaults" else baseline
-    bar, callback = _progress(args.steps, "refine")
-    params, loss1 = init, start
-    if args.steps:
-        result = refine(inputs, init, cfg, lock_t, lock_m, callback)
-        params, loss1 = result.params, result.loss_after
+    cfg = SuggestConfig(steps=args.steps, seed=args.seed, region=region, prior=args.prior,
+                        reference_kind=args.reference_kind)
+    bar, callback = _progress(args.steps + 1, "refine")
+    result = suggest(inputs, model, cfg, current=current, init=init, lock_tracks=lock_t, lock_master=lock_m,
+                     progress=lambda done, total, msg: done > 0 and callback(done, total, 0.0))
     bar.close()
+    for line in result.messages:
+        print(line)
+    if model is not None:
+        where = f", analysing {region[0]:g}-{region[1]:g} s" if region else ""
+        print(f"model: {args.model or 'default'}{where}")
+    params = result.params
+
+    ecfg = RefineConfig(seed=args.seed, region=region)
+    baseline = evaluate(inputs, inputs.default_params(), ecfg)[0]
+    start = evaluate(inputs, result.start, ecfg)[0] if source != "defaults" else baseline
+    loss1 = evaluate(inputs, params, ecfg)[0] if args.steps else start
 
     target = ref_lufs if args.loudness is None else args.loudness
     if not math.isfinite(target):
         raise CliError(f"{args.reference}: reference has no measurable loudness")
-    params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target)
-    if args.params_out:
-        write_params(args.params_out, params)
+    with WriteGroup() as outputs:  # the mix, its params and the stems land together or not at all
+        params, lufs_before, lufs_after, peak = _finish(inputs, params, args, fmt, target, outputs, guard)
+        if args.params_out:
+            write_params(args.params_out, params, group=outputs)
+        outputs.commit()
     steps = f"{args.steps} refine steps" if args.steps else "no refinement"
     print(f"AF loss vs reference: equal-loudness sum {baseline:.4f} -> {source} {start:.4f} -> mix "
           f"{loss1:.4f} ({steps}; {loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum)")
     print(f"loudness: console {lufs_before:.1f} LUFS -> output {lufs_after:.1f} LUFS "
           f"(target {target:.1f}), true peak {peak:.1f} dBTP (ceiling {args.ceiling:.1f})")
+    _print_report(args.out, inputs.reference, inputs.sample_rate)
     if args.stems_out:
         print(f"processed stems in {args.stems_out}")
     print(f"wrote {args.out}" + (f" and {args.params_out}" if args.params_out else "")
@@ -278,15 +386,20 @@ def cmd_mix(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from .fileio import WriteGroup
     from .paramfile import read_params
     from .prepare import load_inputs
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
+    guard = _guard_outputs(args, fmt, [args.params])
     saved = read_params(args.params)
-    inputs = load_inputs(args.stems, None, args.sample_rate)
+    inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
+    _warn_dc(inputs)
     params = saved.select(inputs.names, args.params)
-    params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness)
+    with WriteGroup() as outputs:
+        params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
+        outputs.commit()
     print(f"rendered {len(inputs.names)} stems, {inputs.duration:.1f} s: {after:.1f} LUFS, "
           f"true peak {peak:.1f} dBTP -> {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -320,6 +433,7 @@ def cmd_analyze(args) -> int:
             "rms_dbfs": [float(20 * np.log10(max(v, 1e-12))) for v in np.ravel(f["rms"])],
             "crest_db": [float(v) for v in np.ravel(f["crest_db"])],
             "width": float(f["width"]), "imbalance": float(f["imbalance"]),
+            **_spectrum_columns(x, a.sample_rate),
         })
     if args.json:
         clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
@@ -333,6 +447,106 @@ def cmd_analyze(args) -> int:
         print(f"{Path(r['file']).name[:30]:30s} {_fmt_db(r['integrated_lufs'])} "
               f"{_fmt_db(r['max_short_term_lufs'])} {_fmt_db(r['max_momentary_lufs'])} "
               f"{_fmt_db(r['true_peak_dbtp'])} {crest:>11s} {r['width']:6.3f} {r['imbalance']:+6.3f}")
+    _print_spectrum_columns(reports)
+    return 0
+
+
+# --- match report (numpy only: no torch) -------------------------------------------------------------
+
+def _spectrum_columns(x, sample_rate: int) -> dict:
+    """The match report's terms of one signal, for ``analyze`` (None where the signal is silent)."""
+    from .report import OCTAVES, analyse, octave_levels_db
+
+    keys = ("mid_octave_db", "mid_third_octave_db", "width_db", "lra_lu", "plr_db", "low_end_db", "air_db")
+    try:
+        a = analyse(x, sample_rate)
+    except ValueError:
+        return dict.fromkeys(keys)
+    octaves = [round(float(v), 2) for v in octave_levels_db(a.mid_db)]
+    return {"mid_octave_db": {label: v for (_, label), v in zip(OCTAVES, octaves, strict=True)},
+            "mid_third_octave_db": [round(float(v), 2) for v in a.mid_db],
+            "width_db": {k: round(v, 2) for k, v in a.width_db.items()},
+            "lra_lu": a.lra_lu, "plr_db": a.plr_db, "low_end_db": a.low_end_db, "air_db": a.air_db}
+
+
+def _print_spectrum_columns(reports) -> None:
+    from .report import OCTAVES, WIDTH_RANGES
+
+    octs = [label.replace(" Hz", "") for _, label in OCTAVES]
+    print("\nmid level per octave (dB, Hz; at -16 LUFS), width = side/mid (dB) low/mid/high, LRA, PLR")
+    print(f"{'file':30s} " + " ".join(f"{o:>8s}" for o in octs)
+          + "".join(f" {'w.' + name:>6s}" for name, _, _ in WIDTH_RANGES) + f" {'LRA':>5s} {'PLR':>5s}")
+    for r in reports:
+        name = f"{Path(r['file']).name[:30]:30s}"
+        if r["mid_octave_db"] is None:
+            print(f"{name} (silent)")
+            continue
+        print(name + " " + " ".join(f"{v:8.1f}" for v in r["mid_octave_db"].values())
+              + "".join(f" {v:6.1f}" for v in r["width_db"].values())
+              + f" {r['lra_lu']:5.1f} {r['plr_db']:5.1f}")
+
+
+def _load_for_report(path: str, region):
+    from .audio_io import load_audio
+    from .report import analyse
+
+    a = load_audio(path)
+    try:
+        return analyse(a.data, a.sample_rate, region=region)
+    except ValueError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def _signed(v: float) -> str:
+    return f"{v:+6.1f}"
+
+
+def cmd_compare(args) -> int:
+    from .report import CENTRES_HZ, NOMINAL_HZ, OCTAVES, WIDTH_RANGES, compare_analyses, short_hz
+
+    mix = _load_for_report(args.mix, args.region)
+    ref = _load_for_report(args.reference, args.ref_region)
+    rep = compare_analyses(mix, ref, tuple(args.region) if args.region else None)
+    if args.json:
+        doc = {"mix": args.mix, "reference": args.reference, "reference_region": args.ref_region,
+               **rep.to_dict(), "summary": rep.summary(),
+               "smoothed_mid_diff_db": [round(float(v), 3) for v in rep.smoothed_mid_diff_db]}
+        print(json.dumps(doc, indent=2))
+        return 0
+    where = "whole song" if args.region is None else f"{args.region[0]:g}-{args.region[1]:g} s"
+    print(f"{Path(args.mix).name} ({where}, {rep.mix_lufs:.1f} LUFS) vs {Path(args.reference).name} "
+          f"({rep.ref_lufs:.1f} LUFS), compared at the same loudness; + = the mix has more\n")
+    print(f"tonal deviation   {rep.tonal_deviation_db:5.1f} dB   (RMS of the mid difference, 1/3 octaves "
+          f"40 Hz-16 kHz)")
+    print(f"worst octave      {rep.worst_octave_db:5.1f} dB   ({rep.worst_octave}, "
+          f"{rep.octave_diff_db[[label for _, label in OCTAVES].index(rep.worst_octave)]:+.1f} dB)")
+    print(f"width deviation   {rep.width_deviation_db:5.1f} dB   (RMS of the side/mid differences)")
+    print(f"dynamics dev.     {rep.dynamics_deviation:5.1f}      (RMS of the crest, LRA and PLR differences)")
+    print(f"worst bands: {rep.worst_bands_text()}\n")
+
+    print("tonal balance, mix - reference per 1/3 octave (dB):")
+    for lo in range(0, len(CENTRES_HZ), 14):
+        cols = range(lo, min(lo + 14, len(CENTRES_HZ)))
+        print("  Hz   " + "".join(f"{short_hz(NOMINAL_HZ[i]):>6s}" for i in cols))
+        print("  mid  " + "".join(_signed(rep.mid_diff_db[i]) for i in cols))
+        print("  side " + "".join(_signed(rep.side_diff_db[i]) for i in cols))
+    print("\nper octave (Hz):\n  " + "".join(f"{label.replace(' Hz', ''):>10s}" for _, label in OCTAVES))
+    print("  " + "".join(f"{v:+10.1f}" for v in rep.octave_diff_db))
+
+    print(f"\n{'':32s}{'mix':>7s}{'ref':>7s}{'diff':>7s}")
+
+    def row(name, m, r, unit):
+        print(f"{name:32s}{m:7.1f}{r:7.1f}{m - r:+7.1f} {unit}")
+
+    for name, lo, hi in WIDTH_RANGES:
+        row(f"width {name} ({short_hz(lo)}-{short_hz(hi)} Hz, side/mid)", rep.width_mix_db[name],
+            rep.width_ref_db[name], "dB")
+    row("crest factor", rep.dynamics_mix["crest_db"], rep.dynamics_ref["crest_db"], "dB")
+    row("loudness range (LRA)", rep.dynamics_mix["lra_lu"], rep.dynamics_ref["lra_lu"], "LU")
+    row("peak to loudness (PLR)", rep.dynamics_mix["plr_db"], rep.dynamics_ref["plr_db"], "dB")
+    row("low end (< 100 Hz, share of mid)", *rep.low_end_db, "dB")
+    row("air (> 10 kHz, share of mid)", *rep.air_db, "dB")
+    row("integrated loudness", rep.mix_lufs, rep.ref_lufs, "LUFS")
     return 0
 
 
@@ -348,7 +562,8 @@ def cmd_params(args) -> int:
     return 0
 
 
-HANDLERS = {"mix": cmd_mix, "render": cmd_render, "analyze": cmd_analyze, "params": cmd_params}
+HANDLERS = {"mix": cmd_mix, "render": cmd_render, "analyze": cmd_analyze, "compare": cmd_compare,
+            "params": cmd_params}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,6 +582,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stylemix: interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError) as e:  # anything the checks above did not foresee: still one line
+        if args.debug:
+            raise
+        print(f"stylemix: error: {_describe(e)}", file=sys.stderr)
+        return 1
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory (try fewer or shorter stems, or close other programs)"
+    if getattr(e, "filename", None) and getattr(e, "strerror", None):
+        return f"{e.filename}: {e.strerror}"
+    return " ".join((str(e) or type(e).__name__).splitlines())
 
 
 def _open_app(argv: list[str]) -> int:

@@ -9,13 +9,22 @@ its look-ahead limiter, which reads ahead offline so the output stays sample-ali
 Processed stems are each track after trim, EQ, compressor, fader and pan -- what the track adds to the
 master bus, before the master bus. Muted tracks (or, with solo, unsoloed ones) are silent in the mix
 but still exported as stems.
+
+Nothing the user owns is lost (:func:`check_export_paths`, run before any rendering): no output may be
+an input (a stem, the reference, a params file, a checkpoint, the session), the stems folder may not
+be a folder the input stems are in, and a stem file is only ever overwritten if an earlier export wrote
+it (listed in the folder's :data:`STEMS_MANIFEST`). All files of one export land together or not at all
+(:class:`core.fileio.WriteGroup`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,11 +33,14 @@ import soundfile as sf
 from .audio_io import WRITE_BITS, WRITE_FORMATS, AudioError, write_audio
 from .engine import StreamingConsole, as_stems, default_threads, frame_indices, render_stream
 from .features import integrated_lufs, true_peak_dbtp
-from .paramfile import MixParams
+from .fileio import OutputError, WriteGroup, check_outputs, check_writable, same_file
+from .paramfile import MixParams, read_json
 from .params import MASTER, TRACK
 
 #: Frames per block while rendering processed stems.
 _STEM_BLOCK = 8192
+#: Hidden file in a stems folder listing the stem files stylemix wrote there (only those are overwritten).
+STEMS_MANIFEST = ".stylemix-stems.json"
 
 
 @dataclass
@@ -79,6 +91,75 @@ def stem_file_names(names: list[str], ext: str) -> list[str]:
     return out
 
 
+def _manifest_files(stems_dir: str) -> set[str]:
+    """File names an earlier export wrote in ``stems_dir`` (empty when there is no readable manifest)."""
+    path = os.path.join(stems_dir, STEMS_MANIFEST)
+    if not os.path.isfile(path):
+        return set()
+    try:
+        doc = read_json(path)
+    except ValueError:
+        return set()
+    files = doc.get("files") if isinstance(doc, dict) else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
+def check_export_paths(out_path, stems_dir=None, names: Iterable[str] = (), ext: str = "wav", *,
+                       stem_files: Iterable = (), protect: Iterable = (), stem_folders: Iterable = (),
+                       extra_outputs: Iterable = (), labels=("output", "stems folder")) -> list[str]:
+    """Refuse, before any work, an export that would destroy something the user owns.
+
+    ``stem_files``: the input stems; ``protect``: other files that must never be written (reference,
+    params read, checkpoint, session); ``stem_folders``: folders given as stem inputs;
+    ``extra_outputs``: more ``(label, path)`` outputs of the same command (``--params-out``); ``labels``
+    name the mix and the stems folder in messages (the command line uses its option names). The stems
+    folder may not be a folder the input stems are in, and may only overwrite files an earlier export
+    wrote. Every output folder must be writable. Returns the stem file paths. Raises
+    :class:`core.fileio.OutputError` or :class:`core.fileio.WriteError` with a one-line message.
+    """
+    out_label, stems_label = labels
+    stem_files = [os.fspath(p) for p in stem_files]
+    outputs = [(out_label, os.fspath(out_path)), *extra_outputs]
+    stem_paths: list[str] = []
+    if stems_dir is not None:
+        stems_dir = os.fspath(stems_dir)
+        if os.path.lexists(stems_dir) and not os.path.isdir(stems_dir):
+            raise OutputError(f"{stems_label} {stems_dir}: is a file, not a folder")
+        own = {os.path.dirname(os.path.abspath(p)) for p in stem_files} | {os.fspath(f) for f in stem_folders}
+        clash = next((f for f in sorted(own) if os.path.isdir(stems_dir) and same_file(stems_dir, f)), None)
+        if clash is not None:
+            raise OutputError(f"refusing to write processed stems into {stems_label} {stems_dir}: the input "
+                              f"stems are in {clash}; choose a new folder")
+        ours = _manifest_files(stems_dir) if os.path.isdir(stems_dir) else set()
+        for name in stem_file_names(list(names), ext):
+            path = os.path.join(stems_dir, name)
+            if os.path.lexists(path) and name not in ours:
+                raise OutputError(f"refusing to overwrite {path} in {stems_label} {stems_dir}: stylemix did "
+                                  f"not write it; choose an empty or new folder")
+            stem_paths.append(path)
+        outputs += [(stems_label, p) for p in stem_paths]
+    check_outputs(outputs, [*stem_files, *protect])
+    for label, p in outputs[: len(outputs) - len(stem_paths)]:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(p))):
+            raise OutputError(f"{label} {p}: folder {os.path.dirname(os.path.abspath(p))} does not exist")
+    folders = {os.path.dirname(os.path.abspath(p)): f"{label} {p}" for label, p in outputs}
+    if stems_dir is not None and not os.path.isdir(stems_dir):
+        folders[os.path.abspath(stems_dir)] = f"{stems_label} {stems_dir}"
+    for folder, name in folders.items():
+        while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+            folder = os.path.dirname(folder)  # a stems folder yet to be made: its parent must be writable
+        check_writable(folder, name)
+    return stem_paths
+
+
+def _stage_manifest(group: WriteGroup, stems_dir: str, written: list[str]) -> None:
+    """Record the stem files this export writes (plus earlier ones that are still there)."""
+    keep = {f for f in _manifest_files(stems_dir) if os.path.isfile(os.path.join(stems_dir, f))}
+    files = sorted(keep | {os.path.basename(p) for p in written})
+    doc = {"written_by": "stylemix export", "files": files}
+    group.write_bytes(os.path.join(stems_dir, STEMS_MANIFEST), (json.dumps(doc, indent=1) + "\n").encode())
+
+
 def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) -> np.ndarray:
     """Track ``t`` alone through its strip, fader and pan, from the initial state: ``(2, T)`` float32.
 
@@ -100,7 +181,8 @@ def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) ->
 def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str | None = None,
                bits: str = "24", loudness_lufs: float | None = None, ceiling_dbtp: float | None = None,
                stems_dir=None, progress=None, *, stereo=None, names=None, mute=None, solo=None,
-               threads: int | None = None, measure: bool = True) -> ExportResult:
+               threads: int | None = None, measure: bool = True, stem_files: Iterable = (),
+               protect: Iterable = (), group: WriteGroup | None = None) -> ExportResult:
     """Render the mix with the streaming console and write it (and optionally each processed stem).
 
     Args:
@@ -118,19 +200,38 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
         threads: strip worker threads (default: all cores this process may use, at most 8).
         measure: report the written mix's loudness and true peak (a third of the render's time);
             False leaves them NaN.
+        stem_files, protect: the input stems and other files (reference, session) that no output may
+            overwrite; see :func:`check_export_paths` (checked before rendering).
+        group: a :class:`core.fileio.WriteGroup` to stage the files in (the caller commits it with its
+            own files); by default the mix and stems are committed together here.
 
     Raises:
         AudioError: the destination or format cannot be written (checked before rendering).
+        core.fileio.OutputError: an output would overwrite an input or a file stylemix did not write.
     """
     out_path = os.fspath(out_path)
     ext = _check_output(out_path, fmt, bits)
     arr, stereo = as_stems(stems, stereo)
-    n_tracks, total = arr.shape[0], arr.shape[2]
+    n_tracks = arr.shape[0]
     names = list(names) if names is not None else [f"track{i + 1:02d}" for i in range(n_tracks)]
     if len(names) != n_tracks:
         raise ValueError(f"{len(names)} names for {n_tracks} stems")
-    if stems_dir is not None and not os.path.isdir(stems_dir):
-        os.makedirs(stems_dir, exist_ok=True)
+    planned = check_export_paths(out_path, stems_dir, names, ext, stem_files=stem_files, protect=protect)
+    with nullcontext(group) if group is not None else WriteGroup() as files:
+        result = _render_and_stage(files, arr, stereo, names, track_params, master_params, sr, out_path,
+                                   ext, bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute,
+                                   solo, threads, measure)
+        if group is None:
+            files.commit()
+    return result
+
+
+def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, master_params, sr, out_path, ext,
+                      bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute, solo, threads,
+                      measure) -> ExportResult:
+    n_tracks, total = arr.shape[0], arr.shape[2]
+    if stems_dir is not None:
+        files.make_dirs(stems_dir)
     threads = default_threads() if threads is None else threads
     track_params = np.asarray(track_params, dtype=np.float64).reshape(n_tracks, len(TRACK))
     master_params = np.asarray(master_params, dtype=np.float64).reshape(len(MASTER))
@@ -145,20 +246,20 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
     params = MixParams(names, track_params.copy(), master_params.copy(), stereo=[bool(s) for s in stereo],
                        sample_rate=int(sr))
     mix, params = output_stage(mix, sr, params, loudness_lufs, ceiling_dbtp)
-    write_audio(out_path, mix, sr, format=ext, bits=bits)
+    write_audio(out_path, mix, sr, format=ext, bits=bits, group=files)
     report(2 * total, work)
 
     stem_paths = []
     if stems_dir is not None:
         con = StreamingConsole(arr, stereo, sr, track_params, master_params, threads=1)
         try:
-            for t, file_name in enumerate(stem_file_names(names, ext)):
-                path = os.path.join(os.fspath(stems_dir), file_name)
-                write_audio(path, render_track(con, t), sr, format=ext, bits=bits)
+            for t, path in enumerate(planned):
+                write_audio(path, render_track(con, t), sr, format=ext, bits=bits, group=files)
                 stem_paths.append(path)
                 report(2 * total + (t + 1) * total // n_tracks, work)
         finally:
             con.close()
+        _stage_manifest(files, os.fspath(stems_dir), stem_paths)
 
     level = peak = math.nan
     if measure:

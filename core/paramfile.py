@@ -19,8 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write
+from .fileio import WriteGroup, atomic_write
 from .params import MASTER, TRACK, Schema, fingerprint
+
+#: Params and session files larger than this are refused before they are read (a 64-track session is
+#: a few hundred kB).
+MAX_JSON_BYTES = 8 << 20
+#: Integers with more digits than this are refused while parsing (no parameter needs them).
+_MAX_INT_DIGITS = 30
 
 
 class ParamsError(ValueError):
@@ -71,11 +77,13 @@ class MixParams:
 
     def select(self, names: list[str], where: str = "params") -> MixParams:
         """Rows re-ordered to ``names``; a name the set lacks is an error naming it."""
-        missing = [n for n in names if n not in self.names]
+        row = {n: i for i, n in reversed(list(enumerate(self.names)))}
+        missing = [n for n in names if n not in row]
         if missing:
-            raise ParamsError(f"{where}: no parameters for track(s) {', '.join(missing)} "
-                              f"(file has {', '.join(self.names)})")
-        idx = [self.names.index(n) for n in names]
+            more = len(self.names) - 20
+            have = ", ".join(self.names[:20]) + (f" and {more} more" if more > 0 else "")
+            raise ParamsError(f"{where}: no parameters for track(s) {', '.join(missing)} (file has {have})")
+        idx = [row[n] for n in names]
         return MixParams(list(names), self.tracks[idx].copy(), self.master.copy(),
                          [self.files[i] for i in idx] if self.files else [],
                          [self.stereo[i] for i in idx] if self.stereo else [], self.sample_rate)
@@ -85,14 +93,30 @@ def _rounded(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 6) for k, v in d.items()}
 
 
+def is_finite_number(value) -> bool:
+    """A JSON number (not a bool) that is finite as a float (huge integers are not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def short_repr(value, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile value never floods a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _check_values(values, schema: Schema, where: str) -> np.ndarray:
     if not isinstance(values, dict):
         raise ParamsError(f"{where}: expected an object of parameter values")
     for key, value in values.items():
         if key not in schema:
-            raise ParamsError(f"{where}: unknown {schema.name} parameter '{key}'")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ParamsError(f"{where}: {key} must be a finite number, got {value!r}")
+            raise ParamsError(f"{where}: unknown {schema.name} parameter {short_repr(key)}")
+        if not is_finite_number(value):
+            raise ParamsError(f"{where}: {key} must be a finite number, got {short_repr(value)}")
         p = schema[key]
         if not (p.min - 1e-6 <= value <= p.max + 1e-6):
             raise ParamsError(f"{where}: {key} = {value:g} is outside {p.min:g}..{p.max:g}")
@@ -104,55 +128,103 @@ def from_json(doc, path: str = "params") -> MixParams:
     if not isinstance(doc, dict) or "tracks" not in doc or "master" not in doc:
         raise ParamsError(f"{path}: not a stylemix params file (needs 'schema', 'tracks', 'master')")
     if doc.get("schema") != fingerprint():
-        raise ParamsError(f"{path}: made for console schema {doc.get('schema')!r}, "
+        raise ParamsError(f"{path}: made for console schema {short_repr(doc.get('schema'))}, "
                           f"this version uses {fingerprint()!r}")
     tracks = doc["tracks"]
     if not isinstance(tracks, list) or not tracks:
         raise ParamsError(f"{path}: 'tracks' must be a non-empty list")
-    names, files, stereo, rows = [], [], [], []
+    names, files, stereo, rows, seen = [], [], [], [], set()
     for i, t in enumerate(tracks):
         if not isinstance(t, dict) or "params" not in t:
             raise ParamsError(f"{path}: track {i + 1} has no 'params'")
-        name = str(t.get("name") or Path(str(t.get("file", f"track{i + 1}"))).stem)
-        if name in names:
-            raise ParamsError(f"{path}: track name '{name}' appears twice")
+        for key, kind in (("name", str), ("file", str), ("stereo", bool)):
+            if t.get(key) is not None and not isinstance(t[key], kind):
+                raise ParamsError(f"{path}: track {i + 1}: '{key}' must be a {kind.__name__}, "
+                                  f"got {short_repr(t[key])}")
+        name = t.get("name") or Path(t.get("file") or f"track{i + 1}").stem
+        if name in seen:  # a set: linear in the number of tracks
+            raise ParamsError(f"{path}: track name {short_repr(name)} appears twice")
+        seen.add(name)
         names.append(name)
-        files.append(str(t.get("file", "")))
+        files.append(t.get("file") or "")
         stereo.append(bool(t.get("stereo", False)))
-        rows.append(_check_values(t["params"], TRACK, f"{path}: track '{name}'"))
+        rows.append(_check_values(t["params"], TRACK, f"{path}: track {short_repr(name)}"))
     master = _check_values(doc["master"], MASTER, f"{path}: master")
     sr = doc.get("sample_rate", 44100)
-    if not isinstance(sr, int) or sr <= 0:
-        raise ParamsError(f"{path}: sample_rate must be a positive integer")
+    if not isinstance(sr, int) or isinstance(sr, bool) or not 8000 <= sr <= 384000:
+        raise ParamsError(f"{path}: sample_rate must be a whole number of Hz (8000 to 384000), "
+                          f"got {short_repr(sr)}")
     return MixParams(names, np.array(rows), master, files, stereo, sr)
 
 
-def read_json(path: str | os.PathLike, error: type[Exception] = ValueError):
-    """Parse a JSON file; any failure is ``error`` with a one-line message naming the file."""
+class _Refused(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _Refused(f"a number with {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, max_bytes: int = MAX_JSON_BYTES):
+    """Parse a JSON file; any failure is ``error`` with a one-line message naming the file.
+
+    Hostile files fail cleanly: one larger than ``max_bytes`` is refused before it is read, as are
+    integers longer than 30 digits and nesting deeper than Python can parse. NaN and Infinity parse
+    (as floats) so that the caller can name the keys holding them.
+    """
     p = str(path)
     try:
-        with open(p, encoding="utf-8") as f:
-            return json.load(f)
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(max_bytes + 1) if size <= max_bytes else b""
     except FileNotFoundError:
         raise error(f"{p}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{p}: cannot read ({e.__class__.__name__})") from None
+    except IsADirectoryError:
+        raise error(f"{p}: is a folder, not a file") from None
+    except PermissionError:
+        raise error(f"{p}: permission denied") from None
+    except OSError as e:
+        raise error(f"{p}: cannot read ({e.strerror or e.__class__.__name__})") from None
+    if max(size, len(data)) > max_bytes:
+        raise error(f"{p}: file is {max(size, len(data)) / 1e6:.1f} MB, "
+                    f"more than the {max_bytes / 1e6:.0f} MB "
+                    f"a stylemix file can be (refused unread)")
+    try:
+        return json.loads(data.decode("utf-8-sig"), parse_int=_parse_int)
+    except UnicodeDecodeError:
+        raise error(f"{p}: not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise error(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except _Refused as e:
+        raise error(f"{p}: not a stylemix file ({e}; refused)") from None
+    except RecursionError:
+        raise error(f"{p}: not a stylemix file (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer longer than Python converts
+        raise error(f"{p}: not valid JSON ({' '.join(str(e).split())[:80]})") from None
 
 
 def read_params(path: str | os.PathLike) -> MixParams:
     return from_json(read_json(path, ParamsError), str(path))
 
 
+def json_bytes(doc) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path: str | os.PathLike, doc) -> None:
     """Write JSON atomically (temp file beside it, then rename): never a partial file."""
-    data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    data = json_bytes(doc)
     atomic_write(path, lambda f: f.write(data))
 
 
-def write_params(path: str | os.PathLike, params: MixParams) -> None:
-    write_json_atomic(path, params.to_json())
+def write_params(path: str | os.PathLike, params: MixParams, group: WriteGroup | None = None) -> None:
+    """Write a params file atomically; with ``group``, stage it there (it lands when the group commits)."""
+    if group is None:
+        write_json_atomic(path, params.to_json())
+    else:
+        group.write_bytes(path, json_bytes(params.to_json()))
 
 
 # --- locks and --set ------------------------------------------------------------------------------

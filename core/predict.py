@@ -114,7 +114,8 @@ def predict(inputs: Inputs, model, region: tuple[float, float] | None = None, *,
             section_seconds: float = SECTION_SECONDS, n_sections: int = N_SECTIONS) -> MixParams:
     """Console parameters predicted by ``model`` for ``inputs`` (which must have a reference).
 
-    region: ``(start_s, end_s)`` of the stems to analyse (default: the most active sections of the song).
+    region: ``(start_s, end_s)`` of the stems to analyse (default: the most active sections of the song);
+    the song's most active sections are analysed too, so a short loop cannot decide the whole console.
     Returns a :class:`MixParams` whose trims are the import trims and whose other values come from the
     model; silent stems keep the defaults. The prediction is the mean, in unit space, over the analysis
     sections in which a stem plays.
@@ -129,6 +130,8 @@ def predict(inputs: Inputs, model, region: tuple[float, float] | None = None, *,
         return out
 
     spans = analysis_sections(inputs, region, section_seconds, n_sections)
+    if region is not None:  # the region is what is analysed, the whole song stays the context
+        spans += [s for s in analysis_sections(inputs, None, section_seconds, n_sections) if s not in spans]
     gains = (10.0 ** (np.asarray(inputs.trim_db, dtype=np.float64) / 20.0)).astype(np.float32)
     sections = np.stack([inputs.stems[:, :, a:b] * gains[:, None, None] for a, b in spans])  # (S, N, 2, L)
     active = section_activity(sections) & ~silent  # (S, N)

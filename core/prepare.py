@@ -19,6 +19,8 @@ from .features import integrated_lufs
 from .paramfile import MixParams
 from .params import TRACK
 
+#: Shortest song (and reference) that can be analysed: one loudness block (ITU-R BS.1770).
+MIN_ANALYSIS_SECONDS = 0.4
 STEM_LUFS = -28.0  # every stem's loudness after trim: 8 stems sum to roughly -19 LUFS
 REFERENCE_LUFS = -16.0  # reference loudness for analysis
 
@@ -41,6 +43,7 @@ class Inputs:
     reference: np.ndarray | None = None
     reference_file: str | None = None
     padded: list[tuple[str, float]] = field(default_factory=list)
+    dc_removed: list[tuple[str, float]] = field(default_factory=list)  # (file, DC share of its energy)
 
     @property
     def frames(self) -> int:
@@ -79,13 +82,36 @@ def from_audio(stems: list[Audio], sample_rate: int, reference: Audio | None = N
     ref = to_stereo(reference.data).astype(np.float32) if reference is not None else None
     return Inputs([a.name for a in stems], [a.path for a in stems], data,
                   np.array([a.is_stereo for a in stems]), silent, trims, sample_rate, ref,
-                  reference.path if reference is not None else None, list(padded or []))
+                  reference.path if reference is not None else None, list(padded or []),
+                  [(a.path, a.dc_removed) for a in stems if a.dc_removed])
+
+
+def _length(a: Audio) -> str:
+    n = a.original_frames
+    return f"{n} sample{'s' if n != 1 else ''} ({a.original_duration:.3f} s)"
+
+
+def check_length(stems: list[Audio], reference: Audio | None) -> None:
+    """Refuse material too short to analyse (:data:`MIN_ANALYSIS_SECONDS`), naming each file's length."""
+    from .audio_io import AudioError
+
+    need = f"at least {MIN_ANALYSIS_SECONDS:g} s is needed to analyse"
+    if max(a.duration for a in stems) < MIN_ANALYSIS_SECONDS:
+        lengths = ", ".join(f"{a.path} is {_length(a)}" for a in stems)
+        raise AudioError(f"stems too short to analyse: {lengths}; {need}")
+    if reference is not None and reference.duration < MIN_ANALYSIS_SECONDS:
+        raise AudioError(f"{reference.path}: reference too short to analyse: {_length(reference)}; {need}")
 
 
 def load_inputs(stem_paths: list[str], reference_path: str | None, sample_rate: int = 44100) -> Inputs:
-    """Load stems (files or folders) and an optional reference; errors are one-line AudioErrors."""
-    stem_set = load_stems(stem_paths, sample_rate)
+    """Load stems (files or folders) and an optional reference; errors are one-line AudioErrors.
+
+    Material shorter than :data:`MIN_ANALYSIS_SECONDS` is refused; stems that are mostly DC are
+    high-passed and listed in ``dc_removed``.
+    """
+    stem_set = load_stems(stem_paths, sample_rate, remove_mostly_dc=True)
     reference = load_audio(reference_path, sample_rate) if reference_path else None
+    check_length(stem_set.stems, reference)
     if reference is not None and reference.silent:
         from .audio_io import AudioError
 

@@ -23,6 +23,7 @@ import torch
 
 from . import console
 from .features import activity_frames, af_features, af_loss, loudness_normalize
+from .objective import SongModel, Weights, crest_db_torch, match_terms, prior, reference_target
 from .paramfile import MixParams
 from .params import MASTER, TRACK
 from .prepare import REFERENCE_LUFS, Inputs
@@ -32,8 +33,11 @@ FRAME_S = 0.25  # resolution of section choice
 
 @dataclass
 class RefineConfig:
-    steps: int = 60
+    steps: int = 60  # steps that render the sections (the cost)
     lr: float = 0.05
+    # steps on the song model and the prior alone, before the rendered ones, per rendered step: they cost
+    # about 5 ms each and bring the whole-song balance close before the audio is looked at
+    coarse_per_step: int = 0
     seed: int = 0
     section_seconds: float = 5.0
     n_sections: int = 1  # stem sections rendered at every step (the cost)
@@ -44,6 +48,8 @@ class RefineConfig:
     # idle two-core machine two threads save about a third of a step, but where other work shares the
     # cores (playback, a training run) waiting threads that spin make a step many times slower.
     threads: int | None = 1
+    prior: float = 1.0  # strength of the plausibility prior (0: off); see core.objective
+    weights: Weights = field(default_factory=Weights)
 
 
 @dataclass
@@ -56,6 +62,8 @@ class RefineResult:
     history: list[float] = field(default_factory=list)
     seconds: float = 0.0
     sections: list[tuple[int, int]] = field(default_factory=list)
+    af_before: float = 0.0  # the paper's AF loss (on the sections) before and after
+    af_after: float = 0.0
 
 
 # --- analysis sections ----------------------------------------------------------------------------
@@ -169,31 +177,67 @@ def _threads(count: int | None):
 
 def refine(inputs: Inputs, init: MixParams | None = None, config: RefineConfig | None = None,
            lock_tracks: np.ndarray | None = None, lock_master: np.ndarray | None = None,
-           callback: Callable[[int, int, float], bool | None] | None = None) -> RefineResult:
-    """Fit console parameters to ``inputs.reference`` by gradient descent on the AF loss.
+           callback: Callable[[int, int, float], bool | None] | None = None,
+           centre: MixParams | None = None) -> RefineResult:
+    """Fit console parameters to ``inputs.reference`` by gradient descent on the objective
+    (:mod:`core.objective`: whole-song tonal balance and width, crest and AF terms on sections, prior).
 
     init: starting parameters (default: the equal-loudness defaults). lock_tracks (N, len(TRACK)) and
-    lock_master (len(MASTER),) bool: parameters that stay as they are. callback(step, steps, loss) is
-    called after every step; returning True stops early (cancel). Returns the best parameters seen.
+    lock_master (len(MASTER),) bool: parameters that stay as they are. centre: the model's prediction,
+    which the prior pulls toward (default: none). callback(step, steps, loss) is called after every
+    step; returning True stops early (cancel). Returns the best parameters seen.
     """
     if inputs.reference is None:
         raise ValueError("refine needs a reference")
     cfg = config or RefineConfig()
     with _threads(cfg.threads):
-        return _refine(inputs, init, cfg, lock_tracks, lock_master, callback)
+        return _refine(inputs, init, cfg, lock_tracks, lock_master, callback, centre)
 
 
-def _refine(inputs, init, cfg, lock_tracks, lock_master, callback) -> RefineResult:
+class FullObjective:
+    """Everything refinement minimises, for physical parameters; see :mod:`core.objective`."""
+
+    def __init__(self, inputs: Inputs, cfg: RefineConfig, centre: MixParams | None = None):
+        sr = inputs.sample_rate
+        self.sample_rate, self.cfg, self.w = sr, cfg, cfg.weights
+        silent = np.asarray(inputs.silent, bool)
+        score = stem_activity(inputs.stems, silent, sr)
+        self.spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames,
+                                     cfg.region)
+        ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.ref_sections)
+        self.af = Objective(inputs, self.spans, ref_sec)
+        self.song = SongModel(inputs.stems, sr, ~silent, inputs.stereo)
+        self.target = reference_target(inputs.reference, sr)
+        self.active = torch.from_numpy(~silent)
+        self.centre = None
+        if centre is not None:
+            self.centre = (torch.from_numpy(TRACK.to_unit(centre.tracks)),
+                           torch.from_numpy(MASTER.to_unit(centre.master)))
+
+    def __call__(self, pt, pm, ut, um, free_t, free_m, render: bool = True
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its (unweighted) terms; ``render=False`` leaves out the rendered terms."""
+        w = self.w
+        terms = match_terms(self.song(pt, pm), self.target)
+        if render:
+            mix = self.af.mix(pt, pm)
+            af, _ = af_loss(mix, self.af.ref_features, self.sample_rate)
+            terms["crest"] = (crest_db_torch(mix, self.sample_rate).mean() - self.target.crest_db).square()
+            terms["af"] = af
+        ct, cm = self.centre if self.centre is not None else (None, None)
+        terms["prior"] = prior(pt, pm, ut, um, self.active, free_t, free_m, ct, cm, w.toward_prediction)
+        weights = {"tonal": w.tonal, "octave": w.octave, "width": w.width, "crest": w.crest, "af": w.af,
+                   "prior": w.prior * self.cfg.prior}
+        total = sum(weights[k] * v for k, v in terms.items())
+        return total, terms
+
+
+def _refine(inputs, init, cfg, lock_tracks, lock_master, callback, centre) -> RefineResult:
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    sr = inputs.sample_rate
     init = init.copy() if init is not None else inputs.default_params()
     n = len(inputs.names)
-
-    score = stem_activity(inputs.stems, inputs.silent, sr)
-    spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
-    ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.ref_sections)
-    objective = Objective(inputs, spans, ref_sec)
+    objective = FullObjective(inputs, cfg, centre)
 
     fixed_t = np.zeros((n, len(TRACK)), bool) if lock_tracks is None else lock_tracks.copy()
     fixed_t[:, ~TRACK.predicted_mask] = True  # trims belong to import, not to the fit
@@ -217,21 +261,29 @@ def _refine(inputs, init, cfg, lock_tracks, lock_master, callback) -> RefineResu
     loss0, terms0 = None, None
     history = []
     opt = torch.optim.Adam([ut, um], lr=cfg.lr)
-    for step in range(cfg.steps + 1):
-        # the loss belongs to the parameters before this step's update
+    coarse = cfg.coarse_per_step * cfg.steps if cfg.steps > 0 else 0
+    total = coarse + cfg.steps
+    for step in range(total + 1):
+        # losses belong to the parameters before this step's update; steps before `coarse` update on the
+        # song model and prior alone; the start and every later step are measured in full (rendered)
         opt.zero_grad()
         pt, pm = physical()
-        last = step == cfg.steps
-        with torch.set_grad_enabled(not last):
-            loss, terms = objective(pt, pm)
-        value = loss.item()
-        history.append(value)
-        if loss0 is None:
-            loss0, terms0 = value, _terms(terms)
-        if value < best_loss:
-            best_loss, best_terms = value, _terms(terms)
-            best_t, best_m = pt.detach().numpy().copy(), pm.detach().numpy().copy()
-        if last or (step and callback is not None and callback(step, cfg.steps, value)):
+        last = step == total
+        full = step >= coarse
+        if full or step == 0:
+            with torch.set_grad_enabled(full and not last):
+                loss, terms = objective(pt, pm, ut, um, free_t, free_m, render=True)
+            value = loss.item()
+            history.append(value)
+            if loss0 is None:
+                loss0, terms0 = value, _terms(terms)
+            if value < best_loss:
+                best_loss, best_terms = value, _terms(terms)
+                best_t, best_m = pt.detach().numpy().copy(), pm.detach().numpy().copy()
+        if not full:
+            loss, _ = objective(pt, pm, ut, um, free_t, free_m, render=False)
+            value = loss.item()
+        if last or (step and callback is not None and callback(step, total, value)):
             break
         loss.backward()
         ut.grad.mul_(free_t)
@@ -243,7 +295,8 @@ def _refine(inputs, init, cfg, lock_tracks, lock_master, callback) -> RefineResu
 
     out = init.copy()
     out.tracks, out.master = best_t, best_m
-    return RefineResult(out, loss0, best_loss, terms0, best_terms, history, time.perf_counter() - t0, spans)
+    return RefineResult(out, loss0, best_loss, terms0, best_terms, history, time.perf_counter() - t0,
+                        objective.spans, terms0.get("af", 0.0), best_terms.get("af", 0.0))
 
 
 def evaluate(inputs: Inputs, params: MixParams, config: RefineConfig | None = None) -> tuple[float, dict]:

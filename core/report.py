@@ -4,15 +4,20 @@ Both signals are loudness-matched (integrated loudness, BS.1770) and analysed ov
 region:
 
 * **tonal balance**: long-term average power of mid ``(L+R)/2`` and side ``(L-R)/2`` in 1/3-octave bands
-  (ISO centres 31.5 Hz-16 kHz), the mix's level minus the reference's per band (dB). The *tonal
-  deviation* is the RMS of the mid difference over the bands 40 Hz-16 kHz; the *worst octave* is the
-  largest absolute difference over the nine octaves 40 Hz-16 kHz (three 1/3-octave bands each);
+  (ISO centres 31.5 Hz-16 kHz), the mix's level minus the reference's per band (dB; positive = the mix
+  has too much there). The *tonal deviation* is the RMS of the mid difference over the bands
+  40 Hz-16 kHz; the *worst octave* is the largest absolute difference over the nine octaves
+  40 Hz-16 kHz (three 1/3-octave bands each). A side band more than :data:`WIDTH_FLOOR_DB` below the
+  mid band reads as that floor (a mono signal's side is silence, not -inf);
 * **width**: side/mid power ratio (dB, floored at :data:`WIDTH_FLOOR_DB`) in low / mid / high ranges;
   the *width deviation* is the RMS of the three differences;
 * **dynamics**: crest factor (median over 1 s windows of peak/RMS, dB), loudness range (EBU Tech 3342:
   10th-95th percentile of gated short-term loudness, LU) and peak-to-loudness ratio (true peak minus
   integrated loudness, dB); the *dynamics deviation* is the RMS of the three differences;
 * **low end** (mid power below 100 Hz relative to the whole, dB) and **air** (above 10 kHz).
+
+A mono signal (one channel) is read as played on both speakers (L = R), so a mono file and its
+two-channel copy read the same.
 
 Band definitions (:func:`band_matrix`) are shared with refinement's objective (:mod:`core.objective`),
 so the fit and the report measure the same thing.
@@ -26,18 +31,34 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .features import _power_to_lufs, integrated_lufs, short_term_lufs, true_peak_dbtp
+try:  # the torch-free loudness meter, where the tree has it (core.features re-exports it with torch)
+    from .meter import integrated_lufs, short_term_lufs, true_peak_dbtp
+except ImportError:
+    from .features import integrated_lufs, short_term_lufs, true_peak_dbtp
 
 #: Exact 1/3-octave centres (base 2, 1 kHz reference) for the ISO nominal bands 31.5 Hz ... 16 kHz.
 CENTRES_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
 #: ISO nominal labels of :data:`CENTRES_HZ`.
 NOMINAL_HZ = (31.5, 40, 50, 63, 80, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600,
               2000, 2500, 3150, 4000, 5000, 6300, 8000, 10000, 12500, 16000)
+
+
+def short_hz(hz: float) -> str:
+    """A frequency in compact form for tables and labels: ``"63"``, ``"2.5k"``."""
+    return f"{hz / 1000:g}k" if hz >= 1000 else f"{hz:g}"
+
+
+def band_label(hz: float) -> str:
+    """A band's nominal centre as engineers write it: ``"63 Hz"``, ``"2.5 kHz"``."""
+    return f"{hz / 1000:g} kHz" if hz >= 1000 else f"{hz:g} Hz"
+
+
 EDGES_HZ = np.append(CENTRES_HZ * 2.0 ** (-1 / 6), CENTRES_HZ[-1] * 2.0 ** (1 / 6))
 #: Bands in the tonal metrics: 40 Hz ... 16 kHz (the 31.5 Hz band is shown, not scored).
 SCORED = slice(1, len(CENTRES_HZ))
 #: Octaves of the worst-octave metric: three scored 1/3-octave bands each, (index of first band, label).
-OCTAVES = tuple((1 + 3 * k, f"{NOMINAL_HZ[1 + 3 * k]:g}-{NOMINAL_HZ[3 + 3 * k]:g} Hz") for k in range(9))
+OCTAVES = tuple((1 + 3 * k, f"{short_hz(NOMINAL_HZ[1 + 3 * k])}-{short_hz(NOMINAL_HZ[3 + 3 * k])} Hz")
+                for k in range(9))
 #: Width ranges (Hz) of the side/mid ratio.
 WIDTH_RANGES = (("low", 20.0, 250.0), ("mid", 250.0, 4000.0), ("high", 4000.0, 16000.0))
 #: Side/mid ratios below this read as this (a mono signal has -inf); dB.
@@ -117,6 +138,11 @@ def _floored(levels: np.ndarray) -> np.ndarray:
     return np.maximum(levels, levels[SCORED].max() - BAND_FLOOR_DB)
 
 
+def _side_floored(a: Analysis) -> np.ndarray:
+    """Side levels, none below :data:`WIDTH_FLOOR_DB` under the (floored) mid band."""
+    return np.maximum(a.side_db, _floored(a.mid_db) + WIDTH_FLOOR_DB)
+
+
 def octave_levels_db(levels: np.ndarray) -> np.ndarray:
     """Nine octave levels (dB) from 1/3-octave levels, 40 Hz-16 kHz (power sums of three bands)."""
     p = 10.0 ** (np.asarray(levels) / 10.0)
@@ -143,6 +169,11 @@ def width_db(mid: np.ndarray, side: np.ndarray, sample_rate: int, n_fft: int) ->
         s = _range_power(side, sample_rate, n_fft, lo, hi)
         out[name] = WIDTH_FLOOR_DB if m <= 0 or s <= 0 else max(WIDTH_FLOOR_DB, 10 * math.log10(s / m))
     return out
+
+
+def _power_to_lufs(z):
+    with np.errstate(divide="ignore"):
+        return -0.691 + 10.0 * np.log10(z)
 
 
 def loudness_range(x: np.ndarray, sample_rate: int) -> float:
@@ -196,15 +227,26 @@ class Analysis:
 
 def analyse(x: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
             region: tuple[float, float] | None = None) -> Analysis:
-    """Measure ``x`` (C, T) as the report reads it; band levels as if ``x`` were at ``target_lufs``."""
+    """Measure ``x`` (C, T) as the report reads it; band levels as if ``x`` were at ``target_lufs``.
+
+    A mono ``x`` ((T,) or (1, T)) is read as L = R. region: (start, end) seconds to measure. Raises
+    ValueError (a short message, no file name) for a silent signal or a region outside it.
+    """
     x = np.asarray(x, dtype=np.float64)
     x = x[None] if x.ndim == 1 else x
+    if x.shape[0] == 1:
+        x = np.concatenate([x, x])
     if region is not None:
-        a, b = (int(round(t * sample_rate)) for t in region)
-        x = x[:, max(0, a):max(a + 1, b)]
+        start, end = (float(t) for t in region)
+        duration = x.shape[1] / sample_rate
+        if not (0.0 <= start < end):
+            raise ValueError(f"region {start:g}-{end:g} s: the start must be >= 0 and before the end")
+        if start >= duration:
+            raise ValueError(f"region {start:g}-{end:g} s starts after the end ({duration:.1f} s)")
+        x = x[:, int(round(start * sample_rate)):int(round(end * sample_rate))]
     lufs = integrated_lufs(x, sample_rate)
     if not math.isfinite(lufs):
-        raise ValueError("silent: no loudness to match")
+        raise ValueError("silent (no loudness to match)")
     gain_db = target_lufs - lufs
     n_fft = analysis_fft(sample_rate)
     mid, side = mid_side(cross_spectra(x, sample_rate, n_fft))
@@ -248,11 +290,28 @@ class MatchReport:
     def smoothed_mid_diff_db(self) -> np.ndarray:
         return smooth_bands(self.mid_diff_db)
 
-    def worst_bands(self, count: int = 3) -> list[tuple[float, float]]:
-        """The ``count`` scored 1/3-octave bands farthest from the reference: [(nominal Hz, diff dB)]."""
+    def worst_bands(self, count: int = 3, min_db: float = 0.0) -> list[tuple[float, float]]:
+        """The scored 1/3-octave bands farthest from the reference: [(nominal Hz, mid diff dB)], worst first.
+
+        One band per region: after a band is taken, its neighbours within 2/3 octave are not, so three
+        bands of the same bump do not crowd out a second problem. Bands within ``min_db`` of the
+        reference are left out; at most ``count`` bands.
+        """
         d = self.mid_diff_db[SCORED]
-        order = np.argsort(-np.abs(d))[:count]
-        return [(float(NOMINAL_HZ[SCORED][i]), float(d[i])) for i in order]
+        nominal = NOMINAL_HZ[SCORED]
+        taken: list[int] = []
+        for i in np.argsort(-np.abs(d), kind="stable"):
+            if len(taken) == count or abs(d[i]) <= min_db:
+                break
+            if all(abs(int(i) - j) > 2 for j in taken):
+                taken.append(int(i))
+        return [(float(nominal[i]), float(d[i])) for i in taken]
+
+    def worst_bands_text(self, count: int = 3, min_db: float = 1.0) -> str:
+        """``"too much 63 Hz (+5.2 dB), too little 2.5 kHz (-3.1 dB)"``; ``"none"`` when all are close."""
+        parts = [f"too {'much' if v > 0 else 'little'} {band_label(hz)} ({v:+.1f} dB)"
+                 for hz, v in self.worst_bands(count, min_db)]
+        return ", ".join(parts) or f"none (every band within {min_db:g} dB)"
 
     def summary(self) -> dict[str, float]:
         """The headline numbers (dB unless named otherwise)."""
@@ -278,7 +337,7 @@ def _rms(values) -> float:
 def compare_analyses(mix: Analysis, ref: Analysis, region=None) -> MatchReport:
     """The report from two :func:`analyse` results (made at the same ``target_lufs``)."""
     mid = _floored(mix.mid_db) - _floored(ref.mid_db)
-    side = _floored(mix.side_db) - _floored(ref.side_db)
+    side = _side_floored(mix) - _side_floored(ref)
     octs = octave_levels_db(mix.mid_db) - octave_levels_db(ref.mid_db)
     worst = int(np.argmax(np.abs(octs)))
     dyn_m = {"crest_db": mix.crest_db, "lra_lu": mix.lra_lu, "plr_db": mix.plr_db}
@@ -299,7 +358,13 @@ def compare(mix: np.ndarray, reference: np.ndarray, sample_rate: int,
     """The match report of ``mix`` against ``reference`` (each (C, T) at ``sample_rate``).
 
     region: part of the mix to analyse (seconds); reference_region: part of the reference (default:
-    the whole reference). Raises ValueError for a silent signal.
+    the whole reference). Raises ValueError naming "mix" or "reference" for a silent signal or a
+    region outside it.
     """
-    return compare_analyses(analyse(mix, sample_rate, region=region),
-                            analyse(reference, sample_rate, region=reference_region), region)
+    analyses = []
+    for name, x, r in (("mix", mix, region), ("reference", reference, reference_region)):
+        try:
+            analyses.append(analyse(x, sample_rate, region=r))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return compare_analyses(*analyses, region)

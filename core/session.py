@@ -24,7 +24,6 @@ are in MusicBrainz Picard. No Qt here: the app wraps this model and adds signals
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -33,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .paramfile import MixParams, read_json, write_json_atomic
+from .audio_io import SUPPORTED_RATES
+from .paramfile import MixParams, is_finite_number, read_json, short_repr, write_json_atomic
 from .params import MASTER, TRACK, Schema, fingerprint
 
 FORMAT = "stylemix-session"
@@ -234,7 +234,9 @@ class _Reader:
     """Lenient reading of parameter values: unknown keys and out-of-range values become warnings.
 
     A session is the user's work, so a value that no longer fits (an older console's range) is
-    clipped and reported rather than refusing the whole file.
+    clipped and reported rather than refusing the whole file; a non-finite value (NaN, Infinity, a
+    number too large for a float) or a value of the wrong type is replaced by the default, with a
+    warning naming the key.
     """
 
     def __init__(self, where: str, schema_ok: bool):
@@ -246,12 +248,17 @@ class _Reader:
     def values(self, schema: Schema, data, label: str, base: np.ndarray) -> np.ndarray:
         vec = base.copy()
         if not isinstance(data, dict):
+            if data is not None:
+                self.warnings.append(f"{label}: parameters are not a set of key/value pairs "
+                                     f"({_short(data)}); defaults used")
             return vec
         for key, value in data.items():
             if key not in schema:
-                self.warnings.append(f"{label}: unknown parameter '{key}' ignored")
+                self.warnings.append(f"{label}: unknown parameter {_short(key)} ignored")
             elif not _is_number(value):
-                self.warnings.append(f"{label}: {key} is not a number, default used")
+                what = "is not finite" if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    else "is not a number"
+                self.warnings.append(f"{label}: {key} {what} ({_short(value)}), default used")
             else:
                 p = schema[key]
                 if not p.min - 1e-6 <= value <= p.max + 1e-6:
@@ -259,15 +266,24 @@ class _Reader:
                 vec[schema.index(key)] = p.clip(value)
         return vec
 
-    def locks(self, schema: Schema, data) -> np.ndarray:
-        keys = [k for k in (data or []) if isinstance(k, str) and k in schema]
+    def flag(self, entry: dict, key: str, label: str) -> bool:
+        value = entry.get(key, False)
+        if isinstance(value, bool):
+            return value
+        self.warnings.append(f"{label}: '{key}' is not true/false ({_short(value)}), false used")
+        return False
+
+    def locks(self, schema: Schema, data, label: str) -> np.ndarray:
+        if data is not None and not isinstance(data, list):
+            self.warnings.append(f"{label}: locks are not a list ({_short(data)}); nothing locked")
+        keys = [k for k in (data if isinstance(data, list) else []) if isinstance(k, str) and k in schema]
         mask = np.zeros(len(schema), dtype=bool)
         mask[[schema.index(k) for k in keys]] = True
         return mask
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_is_number = is_finite_number
+_short = short_repr
 
 
 def from_json(doc, base_dir: str, where: str = "session") -> Session:
@@ -279,14 +295,21 @@ def from_json(doc, base_dir: str, where: str = "session") -> Session:
     stems_doc = doc.get("stems") or []
     if not isinstance(stems_doc, list):
         raise SessionError(f"{where}: 'stems' must be a list")
+    from .engine import StreamingConsole
+
+    if len(stems_doc) > StreamingConsole.MAX_TRACKS:
+        raise SessionError(f"{where}: has {len(stems_doc)} stems; the console takes at most "
+                           f"{StreamingConsole.MAX_TRACKS}")
     stems, rows, preds, locks = [], [], [], []
     has_pred = bool(stems_doc) and all(isinstance(s, dict) and "predicted" in s for s in stems_doc)
     for i, entry in enumerate(stems_doc):
         stem, row, pred, lock = _read_stem(entry, i, base_dir, rd)
         stems.append(stem), rows.append(row), preds.append(pred), locks.append(lock)
-    sr = doc.get("sample_rate", 44100)
-    if not isinstance(sr, int) or sr <= 0:
-        raise SessionError(f"{where}: sample_rate must be a positive integer")
+    sr = doc.get("sample_rate", SUPPORTED_RATES[0])
+    if not isinstance(sr, int) or isinstance(sr, bool) or sr not in SUPPORTED_RATES:
+        rd.warnings.append(f"{where}: sample_rate {_short(sr)} is not one of "
+                           f"{', '.join(map(str, SUPPORTED_RATES))} Hz; {SUPPORTED_RATES[0]} used")
+        sr = SUPPORTED_RATES[0]
     s = Session(stems=stems, sample_rate=sr, path=None)
     names = [st.name for st in stems]
     s.params = MixParams(names, np.array(rows).reshape(-1, len(TRACK)),
@@ -296,11 +319,11 @@ def from_json(doc, base_dir: str, where: str = "session") -> Session:
                                 rd.values(MASTER, doc.get("master_predicted"), "master", MASTER.defaults()),
                                 sample_rate=sr)
     s.lock_tracks = np.array(locks, dtype=bool).reshape(-1, len(TRACK))
-    s.lock_master = rd.locks(MASTER, doc.get("master_locks"))
+    s.lock_master = rd.locks(MASTER, doc.get("master_locks"), "master")
     ref = doc.get("reference")
     s.reference = _load_path(ref, base_dir) if isinstance(ref, str) and ref else None
-    s.loop = _read_loop(doc.get("loop"))
-    s.strength = _read_strength(doc.get("strength"))
+    s.loop = _read_loop(doc.get("loop"), rd)
+    s.strength = _read_strength(doc.get("strength"), rd)
     s.warnings = rd.warnings
     s.sync_params()
     return s
@@ -310,28 +333,35 @@ def _read_stem(entry, i: int, base_dir: str, rd: _Reader):
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
         raise SessionError(f"{rd.where}: stem {i + 1} has no 'file'")
     path = _load_path(entry["file"], base_dir)
-    name = str(entry.get("name") or Path(path).stem)
-    stem = Stem(name, path, bool(entry.get("stereo", False)), bool(entry.get("mute", False)),
-                bool(entry.get("solo", False)))
-    row = rd.values(TRACK, entry.get("params"), f"stem '{name}'", TRACK.defaults())
-    pred = rd.values(TRACK, entry.get("predicted"), f"stem '{name}' (predicted)", row)
-    return stem, row, pred, rd.locks(TRACK, entry.get("locks"))
+    name = entry.get("name") if isinstance(entry.get("name"), str) and entry.get("name") else Path(path).stem
+    label = f"stem {_short(name)}"
+    stem = Stem(name, path, *(rd.flag(entry, k, label) for k in ("stereo", "mute", "solo")))
+    row = rd.values(TRACK, entry.get("params"), label, TRACK.defaults())
+    pred = rd.values(TRACK, entry.get("predicted"), f"{label} (predicted)", row)
+    return stem, row, pred, rd.locks(TRACK, entry.get("locks"), label)
 
 
-def _read_loop(loop) -> tuple[float, float] | None:
+def _read_loop(loop, rd: _Reader) -> tuple[float, float] | None:
+    if loop is None:
+        return None
     if isinstance(loop, (list, tuple)) and len(loop) == 2 and all(_is_number(v) for v in loop):
         a, b = float(loop[0]), float(loop[1])
         if 0 <= a < b:
             return a, b
+    rd.warnings.append(f"loop {_short(loop)} is not a valid [start, end] in seconds; no loop")
     return None
 
 
-def _read_strength(data) -> dict[str, float]:
+def _read_strength(data, rd: _Reader) -> dict[str, float]:
     out = dict.fromkeys(STRENGTH_GROUPS, 1.0)
     if isinstance(data, dict):
         for g in STRENGTH_GROUPS:
-            if _is_number(data.get(g)):
+            if g not in data:
+                continue
+            if _is_number(data[g]):
                 out[g] = min(1.0, max(0.0, float(data[g])))
+            else:
+                rd.warnings.append(f"strength: {g} is not a finite number ({_short(data[g])}), 1.0 used")
     return out
 
 
@@ -339,10 +369,25 @@ def _read_doc(path: str) -> dict:
     return read_json(path, SessionError)
 
 
+def _parse(doc, base_dir: str, where: str) -> Session:
+    """:func:`from_json`, with anything a hostile document provokes turned into a :class:`SessionError`."""
+    try:
+        return from_json(doc, base_dir, where)
+    except SessionError:
+        raise
+    except (TypeError, ValueError, AttributeError, LookupError, OverflowError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:100] or type(exc).__name__
+        raise SessionError(f"{where}: damaged session file ({reason})") from None
+
+
 def load_session(path: str | os.PathLike) -> Session:
-    """Read a session file. Missing audio does not fail here: see :meth:`Session.missing`."""
+    """Read a session file. Missing audio does not fail here: see :meth:`Session.missing`.
+
+    Any problem with the file itself is a :class:`SessionError` naming it; values that cannot be used
+    (NaN, wrong types, out of range) are repaired and listed in ``warnings``.
+    """
     path = os.path.abspath(os.fspath(path))
-    s = from_json(_read_doc(path), os.path.dirname(path), path)
+    s = _parse(_read_doc(path), os.path.dirname(path), path)
     s.path = path
     return s
 
@@ -398,8 +443,9 @@ def find_autosave(session_path: str | None) -> Path | None:
 def recover_autosave(autosave: str | os.PathLike) -> Session:
     """Load an autosave copy; the result belongs to the original session path (if any)."""
     doc = _read_doc(os.fspath(autosave))
-    s = from_json(doc, os.path.dirname(os.fspath(autosave)), os.fspath(autosave))
-    origin = (doc.get("autosave") or {}).get("origin")
+    s = _parse(doc, os.path.dirname(os.fspath(autosave)), os.fspath(autosave))
+    info = doc.get("autosave")
+    origin = info.get("origin") if isinstance(info, dict) else None
     s.path = origin if isinstance(origin, str) else None
     return s
 

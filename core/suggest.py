@@ -104,8 +104,8 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
                 return progress(step + 1, total, f"Refining: loss {loss:.4f}")
             return None
 
-        rcfg = RefineConfig(steps=cfg.steps, seed=cfg.seed, region=cfg.region)
-        res = refine(inputs, start, rcfg, lock_t, lock_m, callback)
+        rcfg = RefineConfig(steps=cfg.steps, seed=cfg.seed, region=cfg.region, prior=cfg.prior)
+        res = refine(inputs, start, rcfg, lock_t, lock_m, callback, centre=prediction)
         result.refine = res
         result.params = _keep_user_values(res.params, base, lock_t, lock_m)
     result.seconds = time.perf_counter() - t0

@@ -21,6 +21,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from app.mainwindow import MainWindow  # noqa: E402
 from core.params import MASTER, TRACK  # noqa: E402
+from core.report import CENTRES_HZ  # noqa: E402
 from core.session import load_session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +129,15 @@ def test_window_builds_with_demo_session_and_strips_follow_the_schema(qtbot, win
     assert result.reference is not None and np.isfinite(result.mix.lufs)
     assert len(window.analysis_panel.mix_curve.getData()[0]) > 50
     assert "LUFS" in window.console.master.readouts["I"].text()
+    # the match report: tonal-difference curve over the +-3 dB band, terms as text
+    panel = window.analysis_panel
+    assert result.match is not None
+    x, y = panel.diff_curve.getData()
+    assert np.allclose(10 ** x, CENTRES_HZ) and np.allclose(y, result.match.smoothed_mid_diff_db)
+    assert panel.tolerance.getRegion() == (-3.0, 3.0) and not panel.hint.isVisible()
+    for needle in ("Tonal deviation", "worst octave", "Width low", "Width mid", "Width high",
+                   "Crest factor", "Loudness range", "Peak to loudness"):
+        assert needle in panel.terms.text()
 
 
 # --- edits, engine, undo ------------------------------------------------------------------------------------
@@ -276,6 +286,23 @@ def test_predict_refines_with_progress_and_cancel_leaves_console_unchanged(qtbot
     assert w.predict_bar.predict_btn.isEnabled()
     _predict(qtbot, w, steps=1)
     assert m.session.predicted is not None and m.undo.count() == 1
+
+
+def test_loop_predict_says_so_and_reference_kind_is_a_menu_choice(qtbot, qtbot_window_refine):
+    w = qtbot_window_refine
+    w.reference_kind_actions["other"].trigger()
+    assert w.predictor.reference_kind == "other"
+    assert w.reference_kind_actions["other"].isChecked() and not w.reference_kind_actions["auto"].isChecked()
+    w.model.set_loop((4.7, 7.9))
+    progress = []
+    w.predictor.progress.connect(lambda d, t, text: progress.append(text))
+    w.predictor.steps = 2
+    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
+        assert w.predictor.start()
+    assert sig.args[0]
+    assert "loop 4.7-7.9 s" in sig.args[1] and "whole song" in sig.args[1]
+    assert progress and all(text.startswith("loop 4.7-7.9 s") for text in progress)
+    assert w.predictor.last.region == (4.7, 7.9) and w.predictor.last.reference_kind == "other"
 
 
 @pytest.fixture
@@ -592,6 +619,29 @@ def test_analysis_follows_edits(qtbot, window):
     assert window.analysis_panel.result.mix.lufs == pytest.approx(first - 10.0, abs=0.5)
     shown = window.console.master.readouts["I"].text().split()[1]
     assert shown == f"{window.analysis_panel.result.mix.lufs:.1f}"
+
+
+def test_tonal_difference_follows_a_fader_edit_and_needs_a_reference(qtbot, window):
+    _open_demo(qtbot, window)
+    panel = window.analysis_panel
+    qtbot.waitUntil(lambda: panel.result is not None and panel.result.match is not None, timeout=60000)
+    before = panel.result
+    kick = [s.name for s in window.model.session.stems].index("kick")
+    window.model.edit(kick, "gain_db", -20.0)
+    qtbot.waitUntil(lambda: panel.result is not before, timeout=60000)
+    after = panel.result
+    change = after.match.mid_diff_db - before.match.mid_diff_db
+    # less kick: less low end against the reference; loudness matching lifts the rest a little, evenly
+    assert np.all(change[CENTRES_HZ < 180] < -0.5) and change.min() < -3.0, change
+    assert np.all((change[CENTRES_HZ > 300] > 0) & (change[CENTRES_HZ > 300] < 1)), change
+    assert after.match.low_end_db[0] < before.match.low_end_db[0] - 1
+    assert np.allclose(panel.diff_curve.getData()[1], after.match.smoothed_mid_diff_db)
+    assert f"Tonal deviation {after.match.tonal_deviation_db:.1f} dB" in panel.terms.text()
+    window.model.set_reference(None)
+    qtbot.waitUntil(lambda: panel.result.reference is None, timeout=60000)
+    assert panel.result.match is None and len(panel.diff_curve.getData()[0] or []) == 0
+    assert panel.hint.isVisible() and "Tonal deviation" not in panel.terms.text()
+    assert "Width mid" in panel.terms.text()  # the mix's own terms are still listed
 
 
 def test_trim_resets_to_its_import_value(qtbot, window):

@@ -11,6 +11,7 @@ from core.cli import main
 from core.features import integrated_lufs, true_peak_dbtp
 from core.paramfile import read_params
 from core.params import TRACK
+from core.report import NOMINAL_HZ, OCTAVES
 
 from synthetic import write_stems
 
@@ -67,7 +68,7 @@ def test_params_out_round_trips_through_render(mixed, material, tmp_path):
     stems_dir = tmp_path / "processed"
     assert main(["render", *stems, "--params", str(params), "--out", str(again),
                  "--stems-out", str(stems_dir)]) == 0
-    assert sorted(f.stem for f in stems_dir.iterdir()) == sorted(p.names)
+    assert sorted(f.stem for f in stems_dir.iterdir() if f.suffix == ".wav") == sorted(p.names)
     a, _ = sf.read(out)
     b, _ = sf.read(again)
     # same console, same settings: the same mix (24-bit quantisation apart)
@@ -88,7 +89,7 @@ def test_params_in_and_locks(material, tmp_path, mixed):
     assert after.tracks[after.names.index("bass"), TRACK.index("pan")] == -0.5
 
 
-def test_analyze_table_and_json(material, capsys):
+def test_analyze_table_and_json(material, tmp_path, capsys):
     _, stems, ref = material
     assert main(["analyze", ref, stems[0]]) == 0
     text = capsys.readouterr().out
@@ -99,6 +100,65 @@ def test_analyze_table_and_json(material, capsys):
     assert rep["integrated_lufs"] == pytest.approx(integrated_lufs(r.T, sr), abs=0.01)
     assert rep["true_peak_dbtp"] >= rep["sample_peak_dbfs"] - 1e-6
     assert 0 <= rep["width"] < 1
+    # the match report's terms: mid level per octave at the common loudness, width per range
+    assert list(rep["mid_octave_db"]) == [label for _, label in OCTAVES]
+    assert len(rep["mid_third_octave_db"]) == len(NOMINAL_HZ)
+    assert set(rep["width_db"]) == {"low", "mid", "high"} and rep["lra_lu"] >= 0
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, r * 0.1, sr)
+    assert main(["analyze", "--json", ref, str(quiet)]) == 0
+    a, b = json.loads(capsys.readouterr().out)
+    assert a["mid_octave_db"] == pytest.approx(b["mid_octave_db"], abs=0.02)  # level-independent
+    assert main(["analyze", str(quiet)]) == 0
+    text = capsys.readouterr().out
+    assert "630-1k" in text and "w.mid" in text and "LRA" in text
+
+
+def _tilted(path, out, db_per_octave):
+    x, sr = sf.read(path, always_2d=True)
+    f = np.fft.rfftfreq(x.shape[0], 1 / sr)
+    f[0] = f[1]
+    y = np.fft.irfft(np.fft.rfft(x, axis=0) * 10 ** (db_per_octave * np.log2(f / 1000) / 20)[:, None],
+                     x.shape[0], axis=0)
+    sf.write(out, 0.5 * y / np.abs(y).max(), sr, subtype="FLOAT")
+    return out
+
+
+def test_compare_table_json_and_region(material, tmp_path, capsys):
+    _, _, ref = material
+    mix = _tilted(ref, tmp_path / "bright.wav", 2.0)
+    assert main(["compare", str(mix), ref]) == 0
+    text = capsys.readouterr().out
+    for needle in ("tonal deviation", "worst octave", "worst bands: too much 16 kHz (+",
+                   "width low", "width mid", "width high", "crest factor", "loudness range (LRA)",
+                   "peak to loudness (PLR)", "low end", "air", "1.25k", "10k-16k"):
+        assert needle in text, needle
+    assert main(["compare", "--json", str(mix), ref]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    d, f = np.array(doc["mid_diff_db"]), np.array(doc["centres_hz"])
+    # the tilt (the reference's tones sit anywhere in a band, so fit a line rather than read each step)
+    slope, _ = np.polyfit(np.log2(f[3:-2]), d[3:-2], 1)
+    assert slope == pytest.approx(2.0, abs=0.1)
+    assert doc["worst_bands"][0][0] == 16000 and doc["worst_octave"] == "10k-16k Hz"
+    assert set(doc["summary"]) == {"tonal_deviation_db", "worst_octave_db", "width_deviation_db",
+                                   "dynamics_deviation"}
+    assert main(["compare", "--json", ref, ref, "--region", "1", "3", "--ref-region", "1", "3"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tonal_deviation_db"] < 1e-6 and doc["region"] == [1.0, 3.0]
+
+
+def test_compare_bad_input_is_one_line(material, tmp_path, capsys):
+    _, _, ref = material
+    assert main(["compare", str(tmp_path / "nope.wav"), ref]) == 1
+    _one_line_error(capsys, "nope.wav")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros((44100, 2)), 44100)
+    assert main(["compare", ref, str(silent)]) == 1
+    _one_line_error(capsys, "silent.wav: silent")
+    assert main(["compare", ref, ref, "--region", "100", "110"]) == 1
+    _one_line_error(capsys, "starts after the end")
+    assert main(["compare", ref, ref, "--region", "3", "1"]) == 1
+    _one_line_error(capsys, "before the end")
 
 
 def test_params_command(capsys):
@@ -140,14 +200,15 @@ def test_bad_input_exit_1(material, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["mix"], ["render", "x.wav"], ["mix", "a.wav", "--out", "o.wav"],
-                                  ["analyze"], ["mix", "a", "--reference", "r", "--out", "o", "--bits", "8"]])
+                                  ["analyze"], ["mix", "a", "--reference", "r", "--out", "o", "--bits", "8"],
+                                  ["compare", "a.wav"], ["compare", "a.wav", "b.wav", "--region", "1"]])
 def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("cmd", ["mix", "render", "analyze", "params"])
+@pytest.mark.parametrize("cmd", ["mix", "render", "analyze", "compare", "params"])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])

@@ -102,7 +102,14 @@ def test_sections_are_the_most_active_or_inside_the_region():
     for a, b in analysis_sections(inputs, region=(1.0, 5.0), section_seconds=2.0, n_sections=2):
         assert SR <= a and b <= 5 * SR
     model = tiny_model()
-    assert not np.allclose(predict(inputs, model).tracks, predict(inputs, model, region=(0.0, 5.0)).tracks)
+    inputs = _inputs(seconds=10.0)
+    inputs.stems[0, :, : 5 * SR] *= 0.2  # the first stem is quieter (but playing) in the first half
+    whole = predict(inputs, model)
+    loop = predict(inputs, model, region=(0.0, 5.0))
+    assert not np.allclose(whole.tracks, loop.tracks)  # the region is analysed ...
+    sections = analysis_sections(inputs, region=(0.0, 5.0)) + analysis_sections(inputs)
+    assert predict(inputs, model, region=(0.0, 5.0), n_sections=2).tracks.shape == whole.tracks.shape
+    assert len(sections) >= 3  # ... together with the song's most active sections (whole-song context)
 
 
 def test_model_inputs_follow_the_config_convention():
@@ -133,8 +140,8 @@ def test_refinement_starts_from_the_prediction():
     cfg = RefineConfig(steps=2, section_seconds=2.0)
     start, _ = evaluate(inputs, p, cfg)
     r = refine(inputs, p, cfg)
-    assert r.loss_before == pytest.approx(start, rel=1e-5)
-    assert r.loss_after <= start
+    assert r.af_before == pytest.approx(start, rel=1e-5)  # the paper's AF loss of the prediction
+    assert r.loss_after <= r.loss_before
 
 
 def test_load_default_model_absent_present_and_broken(tmp_path):

@@ -104,7 +104,7 @@ def evaluate_song(inputs: Inputs, model, steps: int, seed: int = 0, rows: Sequen
 
     def refined(init):
         r = refine(inputs, init, cfg)
-        return r.loss_after, r.terms_after
+        return evaluate(inputs, r.params, cfg)  # the paper's AF loss of the refined console
 
     timed("equal_loudness", lambda: evaluate(inputs, inputs.default_params(), cfg))
     timed("random_uniform", lambda: with_random("uniform"))
