@@ -161,7 +161,8 @@ class Detection:
         return text + ")"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "score": round(self.score, 4), "threshold": self.threshold,
+        return {"kind": self.kind, "text": self.describe(), "score": round(self.score, 4),
+                "threshold": self.threshold,
                 "temporal": round(self.temporal, 4), "pitch": round(self.pitch, 4),
                 "lag_s": round(self.lag_s, 3), "aligned": self.aligned, "forced": self.forced,
                 "stem_scores": {k: round(v, 4) for k, v in self.stem_scores.items()}}

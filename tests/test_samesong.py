@@ -146,7 +146,7 @@ def test_forced_kind_and_description(songs):
     assert "\n" not in line and "set by the user" in line
     auto = samesong.detect(inputs)
     assert auto.kind == "other" and "another song" in auto.describe()
-    assert auto.to_dict()["kind"] == "other"
+    assert auto.to_dict()["kind"] == "other" and auto.to_dict()["text"] == auto.describe()
 
 
 def test_error_paths(songs):
