@@ -158,6 +158,7 @@ def main(argv=None) -> None:
     ap.add_argument("--songs", type=int, default=16)
     ap.add_argument("--dir", type=Path, default=None, help="where generated songs are kept (reused)")
     ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--no-fit", action="store_true", help="detection scores only (faster)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     songs = _songs(args.songs, args.dir, args.seconds)
@@ -176,25 +177,33 @@ def main(argv=None) -> None:
         cases = {"aligned": _finish(aligned), "section": _finish(render_mix(before, finished))}
         own, _ = _console(before, rng, master=True)
         refs.append(_finish(render_mix(before, own)))  # this song's first half, for the unrelated pairs
-        true_mix, e_true = _mix_and_energies(inputs, truth)
-        sum_mix, e_sum = _mix_and_energies(inputs, inputs.default_params())
+        if not args.no_fit:
+            true_mix, e_true = _mix_and_energies(inputs, truth)
+            sum_mix, e_sum = _mix_and_energies(inputs, inputs.default_params())
         live = ~inputs.silent
         for kind, ref in cases.items():
             inputs.reference = ref
             det = samesong.detect(inputs)
             scores[kind].append(det.score)
+            if args.no_fit:
+                continue
             fit = samesong.fit_same_song(inputs, inputs.default_params(), det)
             fit_mix, e_fit = _mix_and_energies(inputs, fit)
             fits[kind].append((_mrstft(fit_mix, true_mix) / _mrstft(sum_mix, true_mix),
                                _balance(e_sum, e_true, live), _balance(e_fit, e_true, live)))
         inputs.reference = refs[-1]
         analyses.append(samesong._analyse_inputs(inputs))
-        print(f"song {i + 1}/{len(songs)}: aligned {scores['aligned'][-1]:.2f}, "
-              f"section {scores['section'][-1]:.2f}", flush=True)
+        line = f"song {i + 1}/{len(songs)}: score aligned {scores['aligned'][-1]:.2f}, " \
+               f"section {scores['section'][-1]:.2f}"
+        if not args.no_fit:
+            line += "; MRSTFT ratio / balance (sum -> fit) " + ", ".join(
+                f"{kind} {v[-1][0]:.2f} / {v[-1][1]:.1f} -> {v[-1][2]:.1f} dB" for kind, v in fits.items())
+        print(line, flush=True)
+    own_refs = [(an.ref_env, an.ref_fine) for an in analyses]
     for i, an in enumerate(analyses):
-        for j, other in enumerate(analyses):
+        for j, (ref_env, ref_fine) in enumerate(own_refs):
             if i != j:
-                an.ref_env, an.ref_fine = other.ref_env, other.ref_fine
+                an.ref_env, an.ref_fine = ref_env, ref_fine
                 scores["unrelated"].append(samesong._evidence(an)[0])
 
     rows = []
@@ -206,6 +215,8 @@ def main(argv=None) -> None:
     print(table(rows, ("reference", "pairs", "min", "median", "max", "detected same-song")))
     rows = []
     for kind, v in fits.items():
+        if not v:
+            continue
         a = np.array(v)
         rows.append((kind, len(a), f"{a[:, 0].mean():.2f} (max {a[:, 0].max():.2f})", "<= 0.6",
                      f"{a[:, 1].mean():.1f}", f"{a[:, 2].mean():.1f} (max {a[:, 2].max():.1f})", "<= 2"))

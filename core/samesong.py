@@ -340,7 +340,8 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     then gives its fader and a low and a high shelf (weighted least squares with a pull toward 0 dB, shelf
     frequencies from a short list), and its left/right split gives the pan. Faders are shifted together
     so that the mix keeps the level of the equal-loudness sum, and stay at or above
-    :data:`FADER_FLOOR_DB` unless the stem is absent from an aligned reference. Trims, compressors,
+    :data:`FADER_FLOOR_DB` unless the stem is absent from an aligned reference; a stem the fit does not
+    find sits at the floor (aligned reference) or at the mean level (another section). Trims, compressors,
     the peaking bands and the master bus stay as in ``init`` (the peaking bands are taken into account).
     Silent stems keep their ``init`` values.
     """
@@ -433,15 +434,16 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     total_sum = mono_power[fitted].sum()
     offset = 10 * np.log10(max(total_fit, 1e-30) / max(total_sum, 1e-30))
     absent = _absent(detection, contrib, mono_power, an)
-    if not detection.aligned:  # another section: the estimate is uncertain, move halfway
-        mean = np.average(levels[fitted], weights=mono_power[fitted].sum(-1))
+    mean = np.average(levels[fitted], weights=mono_power[fitted].sum(-1))
+    if not detection.aligned:  # another section: the estimate is uncertain, keep part of it
         levels[fitted] = mean + SECTION_SHRINK * (levels[fitted] - mean)
+    # a stem the fit did not find: at the floor when the reference holds the stems' own audio (it is
+    # at most faint there), else at the mean level (the other section may simply not have it)
+    levels[~fitted] = FADER_FLOOR_DB + offset if detection.aligned else mean
     fader = TRACK["gain_db"]
     for j, i in enumerate(live):
-        if absent[j]:
-            out.tracks[i, ti("gain_db")] = fader.min
-        elif fitted[j]:
-            out.tracks[i, ti("gain_db")] = fader.clip(max(levels[j] - offset, FADER_FLOOR_DB))
+        value = fader.min if absent[j] else fader.clip(max(levels[j] - offset, FADER_FLOOR_DB))
+        out.tracks[i, ti("gain_db")] = value
     return out
 
 
