@@ -277,6 +277,7 @@ ALIGNED_TEMPORAL = 0.3  # temporal evidence of the same audio at one lag (not on
 # --- fit ------------------------------------------------------------------------------------------------
 
 FADER_FLOOR_DB = -30.0  # no stem is pulled below this unless it is absent from an aligned reference
+MIN_SHARE_DB = -25.0  # lowest share of the mix's power (dB) that a present stem is given
 SHELF_LIMIT_DB = 9.0  # broad EQ stays within what engineers use
 SECTION_SHRINK = 0.7  # share of the fitted level differences kept when the reference is another section
 SHELF_RIDGE = 0.05  # pull of the shelves toward 0 dB, relative to the fit's weight
@@ -341,7 +342,8 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     frequencies from a short list), and its left/right split gives the pan. Faders are shifted together
     so that the mix keeps the level of the equal-loudness sum, and stay at or above
     :data:`FADER_FLOOR_DB` unless the stem is absent from an aligned reference; a stem the fit does not
-    find sits at the floor (aligned reference) or at the mean level (another section). Trims, compressors,
+    find sits at the floor (aligned reference) or at the mean level (another section), and no present
+    stem gets less than :data:`MIN_SHARE_DB` of the mix's power. Trims, compressors,
     the peaking bands and the master bus stay as in ``init`` (the peaking bands are taken into account).
     Silent stems keep their ``init`` values.
     """
@@ -440,6 +442,16 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     # a stem the fit did not find: at the floor when the reference holds the stems' own audio (it is
     # at most faint there), else at the mean level (the other section may simply not have it)
     levels[~fitted] = FADER_FLOOR_DB + offset if detection.aligned else mean
+    # below MIN_SHARE_DB of the mix a stem hides under louder ones in every band it shares: band powers
+    # cannot tell its level there, so a present stem is not put lower than that
+    power_j = mono_power.sum(axis=-1)
+    for _ in range(3):
+        share = 10 * np.log10(np.maximum(power_j * 10 ** (levels / 10), 1e-30)
+                              / max((power_j * 10 ** (levels / 10)).sum(), 1e-30))
+        low = (share < MIN_SHARE_DB) & ~absent
+        if not low.any():
+            break
+        levels[low] += MIN_SHARE_DB - share[low]
     fader = TRACK["gain_db"]
     for j, i in enumerate(live):
         value = fader.min if absent[j] else fader.clip(max(levels[j] - offset, FADER_FLOOR_DB))
