@@ -45,7 +45,7 @@ class ConsoleView(QWidget):
         self.row.setSpacing(4)
         inner = QWidget()
         inner.setLayout(self.row)
-        self.hint = QLabel("Drop stem files or folders here\n(or File > Add stems…)")
+        self.hint = QLabel(self.HINT)
         self.hint.setAlignment(Qt.AlignCenter)
         self.hint.setStyleSheet("color: #8b93a1; font-size: 12pt; border: 2px dashed #3a3f49; padding: 40px;")
         self.scroll = QScrollArea()
@@ -58,6 +58,12 @@ class ConsoleView(QWidget):
         lay.setSpacing(4)
         lay.addWidget(self.scroll, 1)
         lay.addWidget(self.master)
+
+    HINT = "Drop stem files or folders here\n(or File > Add stems…)"
+
+    def set_loading(self, text: str | None) -> None:
+        """Show ``text`` (e.g. "Loading stems 3/8…") where the strips will appear; None: the drop hint."""
+        self.hint.setText(text or self.HINT)
 
     def _connect(self) -> None:
         m = self.model

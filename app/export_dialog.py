@@ -36,10 +36,22 @@ BITS = (("24-bit integer", "24"), ("16-bit integer", "16"), ("32-bit float", "32
 DEFAULT_LUFS, DEFAULT_CEILING = -14.0, -1.0
 
 
+_INSTALL = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def default_output(session_path: str | None) -> str:
+    """Next to the session, never inside the installation (the bundled demo): there, and for an
+    unsaved session, in the user's Music folder (or home)."""
+    home = os.path.expanduser("~")
+    music = os.path.join(home, "Music")
+    elsewhere = music if os.path.isdir(music) else home
     if session_path:
-        return os.path.splitext(session_path)[0] + "_mix.wav"
-    return os.path.join(os.path.expanduser("~"), "stylemix_mix.wav")
+        stem = os.path.splitext(os.path.basename(session_path))[0]
+        folder = os.path.dirname(os.path.abspath(session_path))
+        inside = os.path.commonpath([os.path.realpath(folder), os.path.realpath(_INSTALL)]) == \
+            os.path.realpath(_INSTALL)
+        return os.path.join(elsewhere if inside else folder, f"{stem}_mix.wav")
+    return os.path.join(elsewhere, "stylemix_mix.wav")
 
 
 class ExportDialog(QDialog):
@@ -72,6 +84,9 @@ class ExportDialog(QDialog):
 
     def _fields(self, form: QFormLayout, reference_lufs: float | None) -> None:
         self.path = QLineEdit(default_output(self.model.session.path))
+        self.path.setMinimumWidth(min(700, self.path.fontMetrics().horizontalAdvance(self.path.text()) + 24))
+        self.path.textChanged.connect(self.path.setToolTip)  # the whole path, also when it is long
+        self.path.setToolTip(self.path.text())
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         form.addRow("File", _row(self.path, browse))

@@ -65,7 +65,9 @@ def run_demo_cli() -> int:
                      "--out", str(out / "demo_mix.wav"), "--params-out", str(out / "demo_params.json")])
 
 
-def make_app(argv: list[str]):
+def make_app(argv: list[str], plots: bool = True):
+    """The QApplication with the app's style; ``plots`` also configures pyqtgraph (a second's import,
+    which :func:`run_app` does after the start-up window is up)."""
     from PySide6.QtWidgets import QApplication
 
     from . import theme
@@ -74,10 +76,32 @@ def make_app(argv: list[str]):
     app.setStyle("Fusion")
     app.setPalette(theme.palette())
     app.setStyleSheet(theme.STYLE)
+    if plots:
+        configure_plots()
+    return app
+
+
+def configure_plots() -> None:
     import pyqtgraph as pg
 
     pg.setConfigOptions(antialias=True)
-    return app
+
+
+def show_splash(app, text: str = "Starting stylemix… loading the console"):
+    """A small window with what is loading, shown while the rest of the app is imported (the main
+    window follows within seconds and takes over the loading state in its status bar)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    splash = QLabel(text)
+    splash.setWindowFlags(Qt.SplashScreen | Qt.FramelessWindowHint)
+    splash.setAlignment(Qt.AlignCenter)
+    splash.setStyleSheet("background: #1e2127; color: #d7dae0; font-size: 13pt; padding: 28px; "
+                         "border: 1px solid #3a3f49;")
+    splash.resize(460, 120)
+    splash.show()
+    app.processEvents()
+    return splash
 
 
 def wait_until(app, condition, timeout: float = 60.0) -> bool:
@@ -125,7 +149,9 @@ def run_app(argv: list[str] | None = None) -> int:
         print("stylemix: error: no display to open the app on; use 'stylemix mix' on the command line",
               file=sys.stderr)
         return 1
-    app = make_app([])
+    app = make_app([], plots=False)
+    splash = None if args.screenshot else show_splash(app)
+    configure_plots()
     from .mainwindow import MainWindow
 
     window = MainWindow(audio=not (args.no_audio or args.screenshot))
@@ -141,6 +167,9 @@ def run_app(argv: list[str] | None = None) -> int:
         window.shutdown()
         return code
     window.show()
+    if splash is not None:
+        splash.close()
+    window.prepare_engine()
     code = app.exec()
     window.shutdown()
     return code

@@ -20,9 +20,11 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -99,7 +101,13 @@ class MainWindow(QMainWindow):
         lay.setSpacing(3)
         for w in (self.predict_bar, self.transport, self.overview):
             lay.addWidget(w)
-        lay.addWidget(self.console, 1)
+        # on a short window (1280x720) the console scrolls vertically instead of making the window taller
+        self.console_scroll = QScrollArea()
+        self.console_scroll.setWidget(self.console)
+        self.console_scroll.setWidgetResizable(True)
+        self.console_scroll.setFrameShape(QFrame.NoFrame)
+        self.console_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        lay.addWidget(self.console_scroll, 1)
         self.setCentralWidget(central)
         central.setFocusPolicy(Qt.StrongFocus)  # keys go to the window's shortcuts, not a text field
         central.setFocus()
@@ -108,6 +116,7 @@ class MainWindow(QMainWindow):
         self.analysis_dock.setObjectName("analysis")
         self.analysis_dock.setWidget(self.analysis_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.analysis_dock)
+        self.analysis_dock.setMaximumWidth(300)  # a 1280-pixel window keeps room for the console
         self.audio_label = QLabel("")
         self.statusBar().addPermanentWidget(self.audio_label)
         self.setAcceptDrops(True)  # files dropped anywhere in the window: as on the console
@@ -192,6 +201,7 @@ class MainWindow(QMainWindow):
         m.audioChanged.connect(self._audio_changed)
         m.loopChanged.connect(self._show_loop)
         pb.stateChanged.connect(self._show_loop)
+        pb.stateChanged.connect(self._show_overview)
         pb.positionChanged.connect(self.overview.set_position)
         pb.metersChanged.connect(self._show_meters)
         pb.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
@@ -204,13 +214,22 @@ class MainWindow(QMainWindow):
         self.analysis.updated.connect(self._show_analysis)
         self.predictor.finished.connect(lambda ok, text: self.statusBar().showMessage(text, 10000))
         self.predictor.progress.connect(lambda d, t, text: self.statusBar().showMessage(text))
+        self.predictor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     # -- status ----------------------------------------------------------------------------------------------
     def _show_audio_status(self) -> None:
         if self.engine.available:
             self.audio_label.setText("Audio output ready")
         else:
-            self.audio_label.setText(f"{self.engine.reason} — playback off, everything else works")
+            reason = self.engine.reason or ""
+            if "PortAudio" in reason:
+                words = "No audio output (the PortAudio library is not installed)"
+            elif reason == "audio output disabled":
+                words = "Audio output is off"
+            else:
+                words = "No audio output device found"
+            self.audio_label.setText(f"{words}: playback is off; everything else works")
+            self.audio_label.setToolTip(reason)
             self.audio_label.setStyleSheet(f"color: {theme.PREDICTED.name()};")
 
     def _update_title(self) -> None:
@@ -241,8 +260,25 @@ class MainWindow(QMainWindow):
 
     def _show_analysis(self, result) -> None:
         self.analysis_panel.show_result(result)
-        self.overview.set_envelope(result.envelope_lo, result.envelope_hi, result.duration)
+        self._mix_envelope = (result.envelope_lo, result.envelope_hi, result.duration)
+        self._show_overview()
         self.console.master.set_loudness(I=result.mix.lufs, TP=result.mix.true_peak)
+
+    def _show_overview(self) -> None:
+        """The overview draws what is heard: the reference's waveform while REF plays, else the mix's."""
+        inputs = self.model.inputs
+        env = getattr(self, "_mix_envelope", None)
+        if self.playback.source == "reference" and inputs is not None and inputs.reference is not None:
+            ref = inputs.reference
+            cached = getattr(self, "_ref_envelope", None)
+            if cached is None or cached[0] is not ref:
+                from .measure import envelope
+
+                lo, hi = envelope(ref)
+                cached = self._ref_envelope = (ref, lo, hi, ref.shape[-1] / inputs.sample_rate)
+            env = cached[1:]
+        if env is not None:
+            self.overview.set_envelope(*env)
 
     # -- sessions --------------------------------------------------------------------------------------------
     def new_session(self) -> bool:
@@ -359,6 +395,18 @@ class MainWindow(QMainWindow):
             return True
         return False
 
+    def prepare_engine(self) -> None:
+        """Compile the audio kernels in the background the first time this version runs (set-up
+        normally did it), saying so in the status bar."""
+        from core import warmup
+
+        if not warmup.pending():
+            return
+        self.audio_label.setText("Preparing the audio engine (once, about a minute)…")
+        self.runner.run("prepare", lambda task: warmup.prepare(),
+                        on_done=lambda _: self._show_audio_status(),
+                        on_error=lambda exc, tb: self._show_audio_status())
+
     # -- audio files -----------------------------------------------------------------------------------------
     def load_audio(self) -> None:
         """Read the session's audio files on a worker; the console fills in when they arrive."""
@@ -367,20 +415,35 @@ class MainWindow(QMainWindow):
             self.model.add_audio({})
             return
         sr = self.model.session.sample_rate
-        self.loading = True
-        self.statusBar().showMessage(f"Loading {len(paths)} audio files…")
+        self._start_loading(len(paths))
         refs = {self.model.session.reference}
         self.runner.run("load", lambda task: load_files(paths, sr, task.report, references=refs),
-                        on_done=self._audio_loaded, on_error=self._load_failed)
+                        on_done=self._audio_loaded, on_error=self._load_failed,
+                        on_progress=self._loading_progress)
+
+    def _start_loading(self, count: int) -> None:
+        self.loading = True
+        self._loading_progress(0, count, "")
+
+    def _loading_progress(self, done: int, total: int, text: str = "") -> None:
+        """"Loading audio 3/8: bass.wav" in the status bar, and where the strips will appear."""
+        name = os.path.basename(text.removeprefix("Loading ")) if text else ""
+        msg = f"Loading audio {min(done + 1, total)}/{total}" + (f": {name}" if name else "") + "…"
+        self.statusBar().showMessage(msg)
+        self.console.set_loading(msg)
+
+    def _stop_loading(self) -> None:
+        self.loading = False
+        self.console.set_loading(None)
 
     def _audio_loaded(self, audio: dict) -> None:
-        self.loading = False
+        self._stop_loading()
         self.model.add_audio(audio)
         problems = [str(a) for a in audio.values() if isinstance(a, AudioError)] + dc_notes(audio)
         self.statusBar().showMessage("; ".join(problems) if problems else "Audio loaded", 10000)
 
     def _load_failed(self, exc, tb) -> None:
-        self.loading = False
+        self._stop_loading()
         self.show_error("Cannot read audio", str(exc))
 
     def add_files(self, paths: list[str]) -> None:
@@ -395,16 +458,17 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot add stems", str(exc))
             return
         sr = self.model.session.sample_rate
-        self.loading = True
+        self._start_loading(len(files))
 
         def job(task):
             audio = load_files(files, sr, task.report)
             return files, audio, {p: import_trim(a) for p, a in audio.items() if isinstance(a, Audio)}
 
-        self.runner.run("add", job, on_done=lambda out: self._files_loaded(*out), on_error=self._load_failed)
+        self.runner.run("add", job, on_done=lambda out: self._files_loaded(*out), on_error=self._load_failed,
+                        on_progress=self._loading_progress)
 
     def _files_loaded(self, files, audio, trims) -> None:
-        self.loading = False
+        self._stop_loading()
         good = [p for p in files if isinstance(audio.get(p), Audio)]
         bad = [str(audio[p]) for p in files if isinstance(audio.get(p), AudioError)]
         if dc_notes(audio):

@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import welch
 
 from core.engine import render_stream
-from core.features import af_features_np, integrated_lufs, loudness_normalize, true_peak_dbtp
+from core.meter import af_features_np, integrated_lufs, loudness_normalize, true_peak_dbtp
 from core.prepare import REFERENCE_LUFS
 from core.report import Analysis as BandAnalysis
 from core.report import MatchReport, compare_analyses
@@ -49,6 +48,8 @@ def _spectrum(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     """Welch spectrum of the mid signal with 1/SMOOTH_OCTAVES-octave smoothing, as engineers read it."""
     mid = 0.5 * (x[0] + x[1])
     nper = min(SPECTRUM_NPERSEG, max(256, mid.shape[0]))
+    from scipy.signal import welch
+
     f, p = welch(mid, sr, nperseg=nper)
     centres = np.geomspace(SPECTRUM_F_LO, min(SPECTRUM_F_HI, sr / 2), SPECTRUM_POINTS)
     half = 2.0 ** (0.5 / SMOOTH_OCTAVES)

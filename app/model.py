@@ -213,11 +213,18 @@ class MixModel(QObject):
         target.master = np.where(self.session.lock_master, cur.master, target.master)
         return target
 
-    def apply_prediction(self, predicted: MixParams) -> None:
-        """Fill the console from a prediction in one undo step; locked controls keep their values."""
+    def apply_prediction(self, predicted: MixParams, keep_tracks=None, keep_master=None) -> None:
+        """Fill the console from a prediction in one undo step; locked controls keep their values, and
+        so do those in ``keep_tracks`` ``(N, len(TRACK))`` / ``keep_master`` (bool masks: controls the
+        user changed while Predict ran)."""
         predicted = predicted.copy()
         predicted.names = self.session.names
         new = self.blended(predicted)
+        cur = self.session.params
+        if keep_tracks is not None:
+            new.tracks = np.where(keep_tracks, cur.tracks, new.tracks)
+        if keep_master is not None:
+            new.master = np.where(keep_master, cur.master, new.master)
         old = (self.session.params, self.session.predicted)
         self.undo.push(commands.SetConsole(self, old, (new, predicted), "Apply prediction"))
 

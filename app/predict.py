@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal
 
 from core.paramfile import MixParams
+from core.params import MASTER, TRACK
 from core.suggest import SuggestConfig, Suggestion, suggest
+
+from .model import MASTER_TRACK, schema_for
 
 DEFAULT_STEPS = 40
 
@@ -70,11 +73,16 @@ def describe(result: Suggestion) -> str:
 
 
 class PredictController(QObject):
-    """Starts, reports and cancels Predict; applies the result as one undo step."""
+    """Starts, reports and cancels Predict; applies the result as one undo step.
+
+    A control the user changes while Predict runs keeps the user's value: it is locked for that run
+    (``message`` says so at the first change of each control), and the result fills only the others.
+    """
 
     started = Signal()
     progress = Signal(int, int, str)
     finished = Signal(bool, str)  # applied?, message
+    message = Signal(str)  # a control the user touched during the run keeps its value
 
     def __init__(self, model, runner, parent=None, load_model: Callable = _default_model_loader):
         super().__init__(parent)
@@ -84,6 +92,32 @@ class PredictController(QObject):
         self.prior = 1.0
         self.last: Suggestion | None = None
         self.task = None
+        self._before = None  # the console when the run started
+        self._touched: set[tuple[int, str]] = set()
+        model.paramChanged.connect(self._param_changed)
+
+    def _param_changed(self, track: int, key: str, value: float) -> None:
+        if self.task is None or (track, key) in self._touched:
+            return
+        self._touched.add((track, key))
+        schema = schema_for(track)
+        where = "master" if track == MASTER_TRACK else self.model.session.names[track]
+        label = schema[key].label if key in schema.keys else key
+        self.message.emit(f"{where} {label} keeps your value: it is locked for this Predict run")
+
+    def _kept(self):
+        """Masks of the controls the user changed since the run started (the run's extra locks)."""
+        s, before = self.model.session, self._before
+        if before is None or before.tracks.shape != s.params.tracks.shape:
+            return None, None
+        keep_t = s.params.tracks != before.tracks
+        keep_m = s.params.master != before.master
+        for track, key in self._touched:
+            if track == MASTER_TRACK:
+                keep_m[MASTER.index(key)] = True
+            elif track < keep_t.shape[0]:
+                keep_t[track, TRACK.index(key)] = True
+        return keep_t, keep_m
 
     @property
     def running(self) -> bool:
@@ -110,6 +144,7 @@ class PredictController(QObject):
         s = self.model.session
         job = PredictJob(self.model.inputs, s.params.copy(), s.lock_tracks.copy(), s.lock_master.copy(),
                          self.steps, s.loop, self.load_model, self.prior, self.reference_kind)
+        self._before, self._touched = s.params.copy(), set()
         self.task = self.runner.run("predict", job, on_done=self._done, on_error=self._failed,
                                     on_progress=self.progress.emit, on_cancel=self._cancelled)
         self.started.emit()
@@ -126,8 +161,13 @@ class PredictController(QObject):
             self.finished.emit(False, "Tracks changed during Predict; run it again")
             return
         self.last = result
-        self.model.apply_prediction(params)
-        self.finished.emit(True, f"Prediction applied{describe(result)} "
+        keep_t, keep_m = self._kept()
+        self.model.apply_prediction(params, keep_t, keep_m)
+        kept = int(keep_t.sum() + keep_m.sum()) if keep_t is not None else 0
+        note = (f"; {kept} control{'s' if kept != 1 else ''} you changed during Predict kept your value"
+                f"{'s' if kept != 1 else ''}") if kept else ""
+        self._before, self._touched = None, set()
+        self.finished.emit(True, f"Prediction applied{describe(result)}{note} "
                                  "(Edit > Undo restores the previous console)")
 
     def _failed(self, exc: BaseException, tb: str) -> None:

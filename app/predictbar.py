@@ -25,11 +25,12 @@ class StrengthSlider(QWidget):
         lay.addWidget(QLabel(STRENGTH_LABELS[group], objectName="ctlLabel"))
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setRange(0, 100)
-        self.slider.setFixedWidth(70)
+        self.slider.setMinimumWidth(30)  # shrinks on a narrow window instead of pushing it wider
+        self.slider.setMaximumWidth(70)
         self.slider.setToolTip(f"{STRENGTH_LABELS[group]}: neutral (0 %) to predicted (100 %). "
                                "Double-click the value to type it")
         self.value = QLabel("100%", objectName="readout")
-        self.value.setFixedWidth(32)
+        self.value.setFixedWidth(self.value.fontMetrics().horizontalAdvance("100%") + 4)
         lay.addWidget(self.slider)
         lay.addWidget(self.value)
         self.slider.sliderPressed.connect(self._begin)
@@ -84,22 +85,36 @@ class PredictBar(QWidget):
         self.steps.setToolTip("Refinement steps after the model (0: model only)")
         self.steps.valueChanged.connect(lambda v: setattr(self.predictor, "steps", v))
         self.progress = QProgressBar(minimum=0, maximum=100, value=0, textVisible=True)
-        self.progress.setFixedWidth(220)
+        self.progress.setMinimumWidth(90)
+        self.progress.setMaximumWidth(260)
         self.progress.setFormat("")
         self.cancel_btn = QPushButton("Cancel", enabled=False)
         self.cancel_btn.clicked.connect(self.predictor.cancel)
         for w in (self.predict_btn, self.steps, self.progress, self.cancel_btn):
-            lay.addWidget(w)
+            lay.addWidget(w, 1 if w is self.progress else 0)
 
     def _started(self) -> None:
+        import time
+
+        self._t0 = time.monotonic()
         self.predict_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
 
     def _progress(self, done: int, total: int, text: str) -> None:
+        """The stage's text, the step and an estimate of the time left (after the first steps)."""
+        import time
+
         self.progress.setValue(int(100 * done / max(1, total)))
+        elapsed = time.monotonic() - getattr(self, "_t0", time.monotonic())
+        if done >= 2 and total > done:
+            left = elapsed / done * (total - done)
+            text = f"{text} · step {done}/{total}, about {left:.0f} s left"
+        elif total > 1:
+            text = f"{text} · step {done}/{total}"
         self.progress.setFormat(text)
+        self.progress.setToolTip(text)
 
     def _finished(self) -> None:
         self.predict_btn.setEnabled(True)

@@ -48,6 +48,7 @@ QToolButton#lock:checked {{ background: {LOCKED.name()}; color: #101214; }}
 QToolButton#band {{ padding: 0px 2px; font-size: 7pt; min-width: 14px; }}
 QToolButton#abA:checked {{ background: {MIX.name()}; color: #101214; font-weight: bold; }}
 QToolButton#abB:checked {{ background: {REFERENCE.name()}; color: #ffffff; font-weight: bold; }}
+QToolButton#abP:checked {{ background: {PREDICTED.name()}; color: #101214; font-weight: bold; }}
 QPushButton {{ background: #353a44; border: 1px solid #454b57; border-radius: 3px; padding: 4px 10px; }}
 QPushButton:hover, QToolButton:hover {{ border-color: {ACCENT.name()}; }}
 QPushButton:disabled, QToolButton:disabled {{ color: #5a606b; }}

@@ -73,7 +73,7 @@ class WaveformOverview(pg.PlotWidget):
         self.vb.clicked.connect(lambda x: self.seekRequested.emit(float(np.clip(x, 0, self.duration))))
         self.vb.dragged.connect(self._drag_loop)
         self.setMinimumHeight(70)
-        self.setMaximumHeight(110)
+        self.setMaximumHeight(90)  # spare height goes to the console
 
     def _items(self) -> None:
         colour = theme.MIX
@@ -219,7 +219,7 @@ class TransportBar(QWidget):
         for i, (src, text, tip, name) in enumerate((
                 ("mix", "MIX", "Your mix with your edits (A toggles with the reference)", "abA"),
                 ("reference", "REF", "The reference song, loudness-matched (A)", "abB"),
-                ("predicted", "PRED", "The prediction, loudness-matched (P)", "abB"))):
+                ("predicted", "PRED", "The prediction, loudness-matched (P)", "abP"))):
             b = QToolButton(text=text, checkable=True, objectName=name)
             b.setToolTip(tip)
             b.setMinimumWidth(44)

@@ -134,12 +134,53 @@ def _check_readable_path(path: str) -> None:
         raise _fail(path, "permission denied")
 
 
+def _wav_declared_frames(path: str) -> int | None:
+    """Frames a RIFF/WAVE file's header declares (data chunk size / block align), or None when the
+    file is not a plain WAV or the size is left open (0 or 0xFFFFFFFF, as streaming writers do)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"fmt ":
+                    fmt = f.read(min(size, 16))
+                    if len(fmt) < 14:
+                        return None
+                    align = int.from_bytes(fmt[12:14], "little")
+                    f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+                elif cid == b"data":
+                    if not align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def check_complete(path: str, f: sf.SoundFile) -> None:
+    """Refuse a WAV whose header declares more frames than the file holds (a cut-off copy or an
+    interrupted download): it would otherwise be read as a shorter stem and padded with silence."""
+    if f.format != "WAV":
+        return
+    declared = _wav_declared_frames(path)
+    if declared is not None and declared > f.frames:
+        raise _fail(path, f"truncated: the header declares {declared} frames, the file holds {f.frames}")
+
+
 def _read_file(path: str) -> tuple[np.ndarray, int]:
     """Decode ``path`` -> (float32 ``(frames, channels)``, rate in Hz), rejecting unusable content."""
     try:
         with sf.SoundFile(path) as f:
             if f.channels > _MAX_CHANNELS:
                 raise _fail(path, f"has {f.channels} channels; only mono and stereo are supported")
+            check_complete(path, f)
             rate = int(f.samplerate)
             data = f.read(dtype="float32", always_2d=True)
     except AudioError:
@@ -337,7 +378,18 @@ def load_stems(
     sample_rate = check_sample_rate(sample_rate)
     if frames is not None and _positive_int(frames) is None:
         raise AudioError(f"stem length must be a positive number of frames, got {frames!r}")
-    stems = [load_audio(p, sample_rate, remove_mostly_dc) for p in expand_paths(paths)]
+    files = expand_paths(paths)
+    if len(files) > 1:  # decoding and resampling release the GIL: stems load in parallel
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        with ThreadPoolExecutor(max(1, min(cores, len(files), 8))) as pool:
+            stems = list(pool.map(lambda p: load_audio(p, sample_rate, remove_mostly_dc), files))
+    else:
+        stems = [load_audio(p, sample_rate, remove_mostly_dc) for p in files]
     target = _positive_int(frames) if frames is not None else max(s.frames for s in stems)
     padded, truncated, out = [], [], []
     for stem, name in zip(stems, unique_names(s.name for s in stems), strict=True):
@@ -446,3 +498,80 @@ def write_audio(
             own.commit()
     except Exception as exc:
         raise AudioError(str(write_error(exc, path))) from exc
+
+
+class AudioWriter:
+    """Write audio block by block; the file lands only on :meth:`commit` (an existing ``path`` is
+    untouched until then) and :meth:`abort` drops it. Same formats, bit depths and quantisation as
+    :func:`write_audio`. With ``group`` (a :class:`core.fileio.WriteGroup`) the file is staged there
+    and lands when the group commits, together with the group's other files; :meth:`commit` then only
+    finishes writing it.
+
+    Use as a context manager: leaving the block without :meth:`commit` (or on an exception) aborts.
+    """
+
+    def __init__(self, path: str | os.PathLike, channels: int, sample_rate: int, format: str | None = None,
+                 bits: str = "24", group: WriteGroup | None = None):
+        self.path = os.fspath(path)
+        self._fmt = _output_format(self.path, format)
+        self._subtype = _output_subtype(self.path, self._fmt, bits)
+        rate = _positive_int(sample_rate)
+        if rate is None:
+            raise _fail(self.path, f"invalid sample rate {sample_rate!r}")
+        if channels not in (1, _MAX_CHANNELS):
+            raise _fail(self.path, f"expected 1 or 2 channels, got {channels}")
+        self.channels = channels
+        if not os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
+            raise _fail(self.path, "destination folder does not exist")
+        self._own = group is None
+        self._group = WriteGroup() if group is None else group
+        self._file = None
+        try:
+            tmp = self._group.add(self.path)
+            self._file = sf.SoundFile(tmp, "w", rate, channels, self._subtype, format=self._fmt)
+        except Exception as exc:
+            self.abort()
+            raise AudioError(str(write_error(exc, self.path))) from exc
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` (float ``(channels, n)``, full scale 1.0; PCM is clipped, not wrapped)."""
+        if self._file is None:
+            raise _fail(self.path, "writer is closed")
+        if not np.isfinite(block).all():
+            self.abort()
+            raise _fail(self.path, "refusing to write NaN or infinite samples")
+        try:
+            self._file.write(_quantise(np.asarray(block), self._subtype))
+        except Exception as exc:
+            self.abort()
+            raise AudioError(str(write_error(exc, self.path))) from exc
+
+    def commit(self) -> None:
+        """Finish the file; without a group, also move it to ``path``."""
+        try:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self._own:
+                self._group.commit()
+        except Exception as exc:
+            self.abort()
+            raise AudioError(str(write_error(exc, self.path))) from exc
+
+    def abort(self) -> None:
+        """Drop what was written; ``path`` stays as it was (with a group, the group removes the file)."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:
+                pass
+            self._file = None
+        if self._own:
+            self._group.abort()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._file is not None or (self._own and not self._group.committed):
+            self.abort()

@@ -38,12 +38,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .paramfile import ParamsError
 
     errors: list[type[BaseException]] = [CliError, AudioError, ParamsError, OutputError, WriteError]
-    try:
-        from .checkpoint import CheckpointError
-
-        errors.append(CheckpointError)
-    except ImportError:
-        pass
+    checkpoint = sys.modules.get("core.checkpoint")  # only loaded (with torch) by commands that use it
+    if checkpoint is not None:
+        errors.append(checkpoint.CheckpointError)
     return tuple(errors)
 
 
@@ -67,9 +64,14 @@ def _add_output_args(p: argparse.ArgumentParser, loudness_help: str) -> None:
                         "folder, or one an earlier export wrote (never the stems' own folder)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .refine import RefineConfig
+def _comma_list(values: list[str]) -> list[str]:
+    """``["eq,pan", "gain_db"]`` -> ``["eq", "pan", "gain_db"]``."""
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
+
+def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
+    """The argument parser. ``default_steps`` (refinement's default, from :mod:`core.refine`) is
+    only needed to parse ``mix``; other commands leave it out so that they do not load torch."""
     parser = argparse.ArgumentParser(
         prog="stylemix",
         description="Mixing assistant: fills a mixing console from raw stems and a reference song.",
@@ -97,14 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="model checkpoint (default: the shipped model)")
     p.add_argument("--no-model", action="store_true",
                    help="no prediction: refine from the equal-loudness defaults")
-    p.add_argument("--steps", type=int, default=RefineConfig.steps,
-                   help=f"refinement steps after the prediction (default {RefineConfig.steps}; "
+    p.add_argument("--steps", type=int, default=default_steps,
+                   help=f"refinement steps after the prediction (default {default_steps}; "
                         "0 = model only)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--lock", nargs="+", default=[], metavar="KEY",
-                   help="keep these parameters: KEY or GROUP (all tracks), TRACK:KEY, master:KEY")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=V", dest="sets",
-                   help="set (and lock) values: [TRACK:|master:]KEY=VALUE")
+    p.add_argument("--lock", action="append", default=[], metavar="KEY[,KEY...]",
+                   help="keep these parameters: KEY or GROUP (all tracks), TRACK:KEY, master:KEY; "
+                        "a comma list, and the option may be repeated")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V[,KEY=V...]", dest="sets",
+                   help="set (and lock) values: [TRACK:|master:]KEY=VALUE; a comma list, and the "
+                        "option may be repeated")
     p.add_argument("--region", nargs=2, type=float, metavar=("START", "END"),
                    help="analyse only this part of the stems (seconds), e.g. the chorus; the whole song "
                         "stays the context of the fit")
@@ -117,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="render stems with a saved parameter set",
                        description="Re-render STEMs with the console parameters in P.json (tracks are "
-                                   "matched by name).")
+                                   "matched by name). Works at any length with flat memory: with the "
+                                   "streaming engine the stems are read, and the output written, in "
+                                   "blocks.")
     p.add_argument("stems", nargs="+", metavar="STEM", help="stem files or folders of stems")
     p.add_argument("--params", required=True, metavar="P.json", help="parameter file from 'mix --params-out'")
     _add_output_args(p, "re-normalise the output to this loudness, LUFS (default: as the parameters give)")
@@ -230,15 +236,18 @@ def _guard_outputs(args, fmt: str, protect: list) -> dict:
 def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard: dict):
     """Render, match loudness with the master fader, limit to the ceiling, stage in ``group``.
 
-    Returns (params as written, console loudness, output loudness, output true peak).
+    ``inputs``: :class:`core.prepare.Inputs`, or (streaming engine) a block source such as
+    :class:`core.stream_io.StemFiles`. Returns (params as written, console loudness, output loudness,
+    output true peak).
     """
-    from .audio_io import write_audio
     from .export import export_mix
-    from .features import integrated_lufs, true_peak_dbtp
-    from .render import output_stage, render_mix
 
     sr = inputs.sample_rate
     if args.engine == "torch":
+        from .audio_io import write_audio
+        from .meter import integrated_lufs, true_peak_dbtp
+        from .render import output_stage, render_mix
+
         mix = render_mix(inputs, params, engine="torch")
         before = integrated_lufs(mix, sr)
         mix, params = output_stage(mix, sr, params, loudness, args.ceiling)
@@ -250,7 +259,8 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard
         def progress(done, total):
             bar.update(int(100 * done / max(total, 1)) - bar.n)
 
-        res = export_mix(inputs.stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
+        stems = inputs.stems if hasattr(inputs, "stems") else inputs
+        res = export_mix(stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
                          loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
                          names=inputs.names, group=group, **guard)
     from .params import MASTER
@@ -304,6 +314,19 @@ def _print_report(path: str, reference, sample_rate: int) -> None:
           " ('stylemix compare' shows all of it)")
 
 
+def _check_memory(args) -> None:
+    """Refuse, before any work, a mix that cannot fit in memory (one line with the numbers)."""
+    from .prepare import mix_memory_needed
+    from .stream_io import available_memory
+
+    need, count, seconds = mix_memory_needed(args.stems, args.reference, args.sample_rate)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise CliError(f"mixing {count} stems of {seconds / 60:.1f} min needs about {need / 1e9:.1f} GB of "
+                       f"memory, {avail / 1e9:.1f} GB is available (about 24 MB per stem and minute, plus "
+                       f"1.2 GB); 'stylemix render' works in blocks at any length")
+
+
 def _checkpoint(args) -> str | None:
     """The checkpoint ``mix`` reads (protected from being overwritten), if any."""
     if args.params_in or args.no_model:
@@ -316,8 +339,8 @@ def _checkpoint(args) -> str | None:
 
 
 def cmd_mix(args) -> int:
-    from .features import integrated_lufs
     from .fileio import WriteGroup
+    from .meter import integrated_lufs
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
     from .refine import RefineConfig, evaluate
@@ -330,6 +353,7 @@ def cmd_mix(args) -> int:
     if not (math.isfinite(args.prior) and args.prior >= 0):
         raise CliError(f"--prior must be a number >= 0, got {args.prior}")
     guard = _guard_outputs(args, fmt, [args.reference, args.params_in, _checkpoint(args)])
+    _check_memory(args)
     inputs = load_inputs(guard["stem_files"], args.reference, args.sample_rate)
     _print_inputs(inputs)
     if inputs.silent.all():
@@ -342,9 +366,10 @@ def cmd_mix(args) -> int:
     if region and not (0 <= region[0] < region[1] <= inputs.duration):
         raise CliError(f"--region {region[0]:g} {region[1]:g} is not within 0..{inputs.duration:.1f} s")
     current, init, model, source = _start_params(inputs, args)
-    locks = list(args.lock) + apply_sets(current, args.sets)
+    sets = _comma_list(args.sets)
+    locks = _comma_list(args.lock) + apply_sets(current, sets)
     if init is not None:
-        apply_sets(init, args.sets)
+        apply_sets(init, sets)
     lock_t, lock_m = lock_masks(locks, inputs.names)
     cfg = SuggestConfig(steps=args.steps, seed=args.seed, region=region, prior=args.prior,
                         reference_kind=args.reference_kind)
@@ -388,44 +413,53 @@ def cmd_mix(args) -> int:
 def cmd_render(args) -> int:
     from .fileio import WriteGroup
     from .paramfile import read_params
-    from .prepare import load_inputs
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
     guard = _guard_outputs(args, fmt, [args.params])
     saved = read_params(args.params)
-    inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
-    _warn_dc(inputs)
-    params = saved.select(inputs.names, args.params)
-    with WriteGroup() as outputs:
-        params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
-        outputs.commit()
-    print(f"rendered {len(inputs.names)} stems, {inputs.duration:.1f} s: {after:.1f} LUFS, "
+    if args.engine == "torch":
+        from .prepare import load_inputs
+
+        inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
+        _warn_dc(inputs)
+        params = saved.select(inputs.names, args.params)
+        with WriteGroup() as outputs:
+            params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
+            outputs.commit()
+        count, seconds = len(inputs.names), inputs.duration
+    else:
+        # the stems are decoded block by block as they are rendered: memory does not grow with length
+        from .stream_io import StemFiles
+
+        with StemFiles(guard["stem_files"], args.sample_rate) as source:
+            _warn_dc(source)
+            params = saved.select(source.names, args.params)
+            with WriteGroup() as outputs:
+                params, before, after, peak = _finish(source, params, args, fmt, args.loudness, outputs,
+                                                      guard)
+                outputs.commit()
+            count, seconds = source.n_tracks, source.duration
+    print(f"rendered {count} stems, {seconds:.1f} s: {after:.1f} LUFS, "
           f"true peak {peak:.1f} dBTP -> {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
 def cmd_analyze(args) -> int:
     from .audio_io import load_audio, to_stereo
-    from .features import (
-        af_features_np,
-        integrated_lufs,
-        momentary_lufs,
-        sample_peak_dbfs,
-        short_term_lufs,
-        true_peak_dbtp,
-    )
+    from .meter import af_features_np, meter, sample_peak_dbfs, true_peak_dbtp
 
     reports = []
     for path in args.files:
         a = load_audio(path)
         x = to_stereo(a.data)
         f = af_features_np(x, a.sample_rate)
-        st, mo = short_term_lufs(a.data, a.sample_rate), momentary_lufs(a.data, a.sample_rate)
+        m = meter(a.data, a.sample_rate)  # one K-weighting pass for all three loudness figures
+        st, mo = m.short_term(), m.momentary()
         reports.append({
             "file": path, "channels": a.channels, "seconds": round(a.original_duration, 3),
             "sample_rate": a.original_sample_rate,
-            "integrated_lufs": integrated_lufs(a.data, a.sample_rate),
+            "integrated_lufs": m.integrated(),
             "max_short_term_lufs": float(st.max()) if st.size else -math.inf,
             "max_momentary_lufs": float(mo.max()) if mo.size else -math.inf,
             "true_peak_dbtp": true_peak_dbtp(a.data, a.sample_rate),
@@ -570,8 +604,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a in COMMANDS for a in argv) and not any(a in ("-h", "--help") for a in argv):
         return _open_app(argv)
-    parser = build_parser()
+    command = next((a for a in argv if a in COMMANDS), None)
+    steps = None
+    if command == "mix":
+        from .refine import RefineConfig
+
+        steps = RefineConfig.steps
+    parser = build_parser(steps)
     args = parser.parse_args(argv)
+    if args.command in ("mix", "render", "analyze"):
+        from .warmup import ensure_compiled
+
+        ensure_compiled(with_torch=args.command == "mix")
     try:
         return HANDLERS[args.command](args)
     except _user_errors() as e:

@@ -51,13 +51,8 @@ from scipy.fft import next_fast_len
 from torchcomp import compressor_core, ms2coef
 from torchlpc import sample_wise_lpc
 
+from .dsp import EQ, LEVEL_FLOOR, MAX_FREQ_FRACTION, RMS_MS  # noqa: F401 (re-exported)
 from .params import EQ_BAND_KEYS, EQ_BAND_TYPES, MASTER, TRACK, Schema
-
-#: Time constant of the compressor's RMS detector, ms (``ms2coef`` convention: 10-90 % rise time).
-RMS_MS = 5.0
-
-#: Floor added to the detector power before taking its level, so silence reads -100 dB, not -inf.
-LEVEL_FLOOR = 1e-10
 
 #: Length (samples) of the EQ's impulse response that is applied, and so the zero padding of its FFT
 #: grid. The slowest-decaying response the schema allows (a +12 dB, Q 8 peak at 40 Hz) keeps -122 dB
@@ -67,12 +62,8 @@ EQ_TAIL = 2**16
 #: Default chunk length (samples) of :func:`render_long`.
 LONG_CHUNK = 2**17
 
-#: Highest centre frequency the EQ designs, as a fraction of the sample rate (only binds below
-#: about 36 kHz, where a band's range could reach Nyquist and the RBJ design breaks down).
-MAX_FREQ_FRACTION = 0.45
 
 #: The EQ and compressor controls, as sub-schemas of the track strip (same keys on the master bus).
-EQ = Schema("eq", tuple(p for p in TRACK if p.group == "eq"))
 COMP = Schema("comp", tuple(p for p in TRACK if p.group == "dynamics"))
 
 

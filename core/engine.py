@@ -72,18 +72,14 @@ def design_sos(eq_params: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.
     ``(...,)`` = the product of the six ``b0``.
 
     ``eq_params``: ``(..., 18)`` physical values in the console's EQ order (gain, freq, Q per band).
-    The design is :func:`core.console.biquad_coeffs` (float64), so both renderers filter identically.
+    The design is :func:`core.dsp.eq_coeffs` (float64), the torch console's design without torch, so
+    both renderers filter identically.
     Taking each section's ``b0`` out as one gain turns a multiply-add per section into an add, which
     the CPU runs on otherwise idle units (a fifth faster).
     """
-    import torch
+    from .dsp import eq_coeffs
 
-    from .console import biquad_coeffs
-
-    p = np.asarray(eq_params, dtype=np.float64)
-    with torch.no_grad():
-        b, a = biquad_coeffs(torch.from_numpy(np.ascontiguousarray(p)), sample_rate)
-    b, a = b.numpy(), a.numpy()
+    b, a = eq_coeffs(eq_params, sample_rate)
     b0 = b[..., :1]
     sos = np.concatenate([b / b0, a[..., 1:]], axis=-1)
     return np.ascontiguousarray(sos), np.prod(b0[..., 0], axis=-1)
@@ -96,7 +92,7 @@ def _comp_constants(comp: np.ndarray, sample_rate: int) -> np.ndarray:
     per-sample log/exp can be skipped), threshold dB, knee dB, slope ``1/R - 1``, attack and release
     coefficients (torchcomp ``ms2coef``: ``1 - exp(-2200 / (ms * fs))``), makeup (linear).
     """
-    from .console import LEVEL_FLOOR, RMS_MS
+    from .dsp import LEVEL_FLOOR, RMS_MS
 
     comp = np.asarray(comp, dtype=np.float64)
     thr, ratio, att, rel, knee, makeup = (comp[..., i] for i in range(6))
@@ -833,31 +829,53 @@ def _balanced_split(tracks: np.ndarray, stereo: np.ndarray, parts: int) -> list[
 
 def render_stream(stems, stereo, track_params, master_params, sample_rate: int, *, mute=None, solo=None,
                   block: int = EXPORT_BLOCK, threads: int | None = None, progress=None,
-                  on_block=None) -> np.ndarray:
-    """Render a whole song with the streaming console: ``(2, T)`` float32.
+                  on_block=None, sink=None) -> np.ndarray | None:
+    """Render a whole song with the streaming console: ``(2, T)`` float32 (None with ``sink``).
 
     Args:
-        stems: float32 ``(N, 2, T)``; stereo: ``(N,)`` bool; track_params: ``(N, len(TRACK))`` and
-            master_params: ``(len(MASTER),)`` physical values; sample_rate: Hz.
+        stems: float32 ``(N, 2, T)``, or a block source such as :class:`core.stream_io.StemFiles`
+            (``n_tracks``, ``frames``, ``read_block(start, n, out)``), read in order so that a song
+            need never be in memory whole; stereo: ``(N,)`` bool (None: the source's);
+            track_params: ``(N, len(TRACK))`` and master_params: ``(len(MASTER),)`` physical values;
+            sample_rate: Hz.
         mute, solo: optional ``(N,)`` bool.
         block: frames per block (the result does not depend on it).
         threads: strip worker threads (default: :func:`default_threads`).
         progress: optional ``callable(done_frames, total_frames)``.
         on_block: optional ``callable(console, cache, start, n)`` after each block (e.g. to write each
             track's processed output with :meth:`StreamingConsole.track_output`).
+        sink: optional ``callable(start, mix_block (2, n))``: each block of the mix goes there instead
+            of into a returned array.
     """
     threads = default_threads() if threads is None else threads
-    con = StreamingConsole(stems, stereo, sample_rate, track_params, master_params, mute=mute, solo=solo,
-                           threads=threads)
-    try:
+    source = None if isinstance(stems, np.ndarray) or isinstance(stems, (list, tuple)) else stems
+    if source is not None:
+        total = int(source.frames)
+        buf = np.zeros((source.n_tracks, 2, block), np.float32)
+        stereo = source.stereo if stereo is None else stereo
+        con = StreamingConsole(buf, stereo, sample_rate, track_params, master_params, mute=mute, solo=solo,
+                               threads=threads)
+    else:
+        con = StreamingConsole(stems, stereo, sample_rate, track_params, master_params, mute=mute, solo=solo,
+                               threads=threads)
         total = con.n_frames
-        out = np.empty((2, total), np.float32)
+    try:
+        out = np.empty((2, total), np.float32) if sink is None else None
+        tmp = np.empty((2, block), np.float32) if sink is not None else None
         cache = np.empty((con.n_tracks, 2, block), np.float32)
         for start in range(0, total, block):
             n = min(block, total - start)
-            con.process(n, out=out[:, start:start + n], cache=cache)
+            if source is not None:
+                source.read_block(start, n, buf)
+                con.position = 0  # the console reads frames 0..n of the block buffer
+            dest = out[:, start:start + n] if out is not None else tmp[:, :n]
+            con.process(n, out=dest, cache=cache)
+            if source is not None:
+                con.position = start + n
             if on_block is not None:
                 on_block(con, cache, start, n)
+            if sink is not None:
+                sink(start, dest)
             if progress is not None:
                 progress(start + n, total)
         return out

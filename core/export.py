@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from .audio_io import WRITE_BITS, WRITE_FORMATS, AudioError, write_audio
+from .audio_io import WRITE_BITS, WRITE_FORMATS, AudioError, AudioWriter
 from .engine import StreamingConsole, as_stems, default_threads, frame_indices, render_stream
-from .features import integrated_lufs, true_peak_dbtp
 from .fileio import OutputError, WriteGroup, check_outputs, check_writable, same_file
-from .paramfile import MixParams, read_json
+from .paramfile import read_json
 from .params import MASTER, TRACK
 
 #: Frames per block while rendering processed stems.
@@ -182,11 +181,19 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
                bits: str = "24", loudness_lufs: float | None = None, ceiling_dbtp: float | None = None,
                stems_dir=None, progress=None, *, stereo=None, names=None, mute=None, solo=None,
                threads: int | None = None, measure: bool = True, stem_files: Iterable = (),
-               protect: Iterable = (), group: WriteGroup | None = None) -> ExportResult:
+               protect: Iterable = (), group: WriteGroup | None = None,
+               temp_folder: str | None = None) -> ExportResult:
     """Render the mix with the streaming console and write it (and optionally each processed stem).
 
+    The mix goes block by block into a :class:`~core.stream_io.FrameStore` (memory for a song, an
+    unnamed temporary file for hours), through the output stage in chunks, and into the file in
+    blocks, with the processed stems written in the same pass, so memory does not grow with the
+    length beyond the stems themselves (none at all when ``stems`` is a block source such as
+    :class:`~core.stream_io.StemFiles`).
+
     Args:
-        stems: float32 ``(N, 2, T)`` (a mono stem as two identical channels) or a list of ``(C, T)``.
+        stems: float32 ``(N, 2, T)`` (a mono stem as two identical channels), a list of ``(C, T)``, or
+            a block source (``n_tracks``, ``frames``, ``stereo``, ``names``, ``read_block``).
         track_params: ``(N, len(TRACK))`` physical; master_params: ``(len(MASTER),)`` physical.
         sr: sample rate, Hz.
         out_path: destination file; written atomically (a failure leaves any existing file intact).
@@ -198,12 +205,12 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
         stereo: ``(N,)`` bool (None: detected); names: stem names for the stem files (default
             ``track01``...); mute, solo: ``(N,)`` bool.
         threads: strip worker threads (default: all cores this process may use, at most 8).
-        measure: report the written mix's loudness and true peak (a third of the render's time);
-            False leaves them NaN.
+        measure: report the written mix's loudness and true peak; False leaves them NaN.
         stem_files, protect: the input stems and other files (reference, session) that no output may
             overwrite; see :func:`check_export_paths` (checked before rendering).
         group: a :class:`core.fileio.WriteGroup` to stage the files in (the caller commits it with its
             own files); by default the mix and stems are committed together here.
+        temp_folder: where a long mix's temporary files go (default: the system's temporary folder).
 
     Raises:
         AudioError: the destination or format cannot be written (checked before rendering).
@@ -211,8 +218,15 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
     """
     out_path = os.fspath(out_path)
     ext = _check_output(out_path, fmt, bits)
-    arr, stereo = as_stems(stems, stereo)
-    n_tracks = arr.shape[0]
+    if isinstance(stems, (np.ndarray, list, tuple)):
+        arr, stereo = as_stems(stems, stereo)
+        n_tracks = arr.shape[0]
+    else:  # a block source: stems decoded as they are rendered
+        arr = stems
+        stereo = np.asarray(stems.stereo if stereo is None else stereo, dtype=bool)
+        n_tracks = int(stems.n_tracks)
+        if names is None:
+            names = getattr(stems, "names", None)
     names = list(names) if names is not None else [f"track{i + 1:02d}" for i in range(n_tracks)]
     if len(names) != n_tracks:
         raise ValueError(f"{len(names)} names for {n_tracks} stems")
@@ -220,7 +234,7 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
     with nullcontext(group) if group is not None else WriteGroup() as files:
         result = _render_and_stage(files, arr, stereo, names, track_params, master_params, sr, out_path,
                                    ext, bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute,
-                                   solo, threads, measure)
+                                   solo, threads, measure, temp_folder)
         if group is None:
             files.commit()
     return result
@@ -228,40 +242,68 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
 
 def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, master_params, sr, out_path, ext,
                       bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute, solo, threads,
-                      measure) -> ExportResult:
-    n_tracks, total = arr.shape[0], arr.shape[2]
+                      measure, temp_folder) -> ExportResult:
+    from .render import output_stage_store
+    from .stream_io import FrameStore
+
+    n_tracks = len(names)
+    total = int(arr.shape[2]) if isinstance(arr, np.ndarray) else int(arr.frames)
     if stems_dir is not None:
         files.make_dirs(stems_dir)
     threads = default_threads() if threads is None else threads
     track_params = np.asarray(track_params, dtype=np.float64).reshape(n_tracks, len(TRACK))
     master_params = np.asarray(master_params, dtype=np.float64).reshape(len(MASTER))
 
-    work = total * (2 + (1 if stems_dir is not None else 0))
+    work = 3 * total
     report = progress if progress is not None else (lambda done, all_: None)
-    mix = render_stream(arr, stereo, track_params, master_params, sr, mute=mute, solo=solo, threads=threads,
-                        progress=lambda done, _: report(done, work))
+    writers = [AudioWriter(path, 2, sr, ext, bits, group=files) for path in (planned if stems_dir else [])]
+    mix = FrameStore(2, total, temp_folder)
+    try:
+        on_block = None
+        if writers:
+            block = np.empty((2, _STEM_BLOCK), np.float32)
+            unmuted: list = []
 
-    from .render import output_stage
+            def on_block(con, cache, start, n):  # each processed stem, in the same pass as the mix
+                if not unmuted:  # stems are written whether muted or not
+                    none = np.zeros(n_tracks, bool)
+                    unmuted.append(con.snapshot.replace(mute=none, solo=none))
+                snap = unmuted[0]
+                for t, w in enumerate(writers):
+                    con.track_output(cache, t, n, block[:, :n], snapshot=snap,
+                                     from_gains=(snap.out_gain, snap.m_gain))
+                    w.write(block[:, :n])
 
-    params = MixParams(names, track_params.copy(), master_params.copy(), stereo=[bool(s) for s in stereo],
-                       sample_rate=int(sr))
-    mix, params = output_stage(mix, sr, params, loudness_lufs, ceiling_dbtp)
-    write_audio(out_path, mix, sr, format=ext, bits=bits, group=files)
-    report(2 * total, work)
-
-    stem_paths = []
-    if stems_dir is not None:
-        con = StreamingConsole(arr, stereo, sr, track_params, master_params, threads=1)
+        render_stream(arr, stereo, track_params, master_params, sr, mute=mute, solo=solo, threads=threads,
+                      block=_STEM_BLOCK, progress=lambda done, _: report(2 * done, work),
+                      on_block=on_block, sink=mix.write)
+        gi = MASTER.index("gain_db")
+        res = output_stage_store(mix, sr, float(master_params[gi]), loudness_lufs, ceiling_dbtp,
+                                 temp_folder, lambda f: report(2 * total + int(0.8 * f * total), work))
+        mix.close()
         try:
-            for t, path in enumerate(planned):
-                write_audio(path, render_track(con, t), sr, format=ext, bits=bits, group=files)
-                stem_paths.append(path)
-                report(2 * total + (t + 1) * total // n_tracks, work)
+            with AudioWriter(out_path, 2, sr, ext, bits, group=files) as w:
+                for s in range(0, total, 1 << 18):
+                    w.write(res.out.read(s, min(1 << 18, total - s)))
+                w.commit()
         finally:
-            con.close()
-        _stage_manifest(files, os.fspath(stems_dir), stem_paths)
+            res.out.close()
+        for w in writers:
+            w.commit()
+        report(work, work)
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    finally:
+        mix.close()
 
+    stem_paths = [w.path for w in writers]
+    if stems_dir is not None:
+        _stage_manifest(files, os.fspath(stems_dir), stem_paths)
+    master = master_params.copy()
+    master[gi] = res.gain_db
     level = peak = math.nan
     if measure:
-        level, peak = integrated_lufs(mix, sr), true_peak_dbtp(mix, sr)
-    return ExportResult(out_path, int(sr), int(total), level, peak, params.master, stem_paths)
+        level, peak = res.loudness_lufs, res.true_peak_dbtp
+    return ExportResult(out_path, int(sr), int(total), level, peak, master, stem_paths)

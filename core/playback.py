@@ -164,9 +164,9 @@ def _meter_frames(buf, n, ks, kz, peak, sq):
 
 
 def _k_sections(sample_rate: int) -> np.ndarray:
-    from .features import _k_weighting_sos
+    from .meter import k_weighting_sos
 
-    sos = _k_weighting_sos(int(sample_rate))  # (2, 6) [b0 b1 b2 1 a1 a2]
+    sos = k_weighting_sos(int(sample_rate))  # (2, 6) [b0 b1 b2 1 a1 a2]
     return np.ascontiguousarray(np.concatenate([sos[:, :3], sos[:, 4:]], axis=1))
 
 
@@ -874,7 +874,7 @@ class Player:
 
         The mix is measured as it is heard: the whole song from the start, or the loop region on its
         second pass (filters and compressors as they are when the loop comes round)."""
-        from .features import integrated_lufs
+        from .meter import integrated_lufs
 
         ref = self._req_ref[0] if self._req_ref is not None else self._ref
         if ref is None:

@@ -4,25 +4,37 @@ The output stage matches loudness with the master fader (so a saved parameter se
 output) and then keeps the true peak under a ceiling with a transparent look-ahead limiter. Rendering
 is offline, so the look-ahead reads the future directly: the output stays sample-aligned with the
 stems (no latency).
+
+Everything here works in chunks over a :class:`core.stream_io.FrameStore` (memory for a song, a
+temporary file for hours of audio), so memory does not grow with the song's length: the mix's
+true-peak envelope (4x oversampled) and loudness are measured once; a loudness target is met by
+scaling (exactly, while the limiter has nothing to do) or by limiter passes that only measure; the
+last pass writes the output. The limiter's gain at each sample depends only on a few milliseconds
+around it and on the release state carried from the chunk before, so it equals a whole-signal
+computation.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
 
-from .features import db_to_amp, integrated_lufs, true_peak_dbtp
-from .paramfile import MixParams
+from .meter import TP_MARGIN, LoudnessMeter, _pool, db_to_amp, peak_envelope
 from .params import MASTER
+from .stream_io import FrameStore
 
 LIMITER_LOOKAHEAD_MS = 1.5
 LIMITER_RELEASE_MS = 60.0
-_OVERSAMPLE = 4
+#: Safety margin under the ceiling that the limiter aims for, dB.
+LIMITER_MARGIN_DB = 0.05
+#: Frames per chunk of the output stage.
+CHUNK = 1 << 18
 
 
-def render_mix(inputs, params: MixParams, engine: str = "stream") -> np.ndarray:
+def render_mix(inputs, params, engine: str = "stream") -> np.ndarray:
     """Render the whole song: (2, T) float32. ``engine`` picks the renderer."""
     if engine == "stream":
         from .engine import render_stream
@@ -45,78 +57,236 @@ def render_mix(inputs, params: MixParams, engine: str = "stream") -> np.ndarray:
     return mix[0].numpy().astype(np.float32)
 
 
-def _true_peak_envelope(x: np.ndarray) -> np.ndarray:
-    """Per-sample peak of the 4x oversampled signal (max over channels): (T,)."""
-    from scipy.signal import resample_poly
-
-    up = np.abs(resample_poly(x, _OVERSAMPLE, 1, axis=-1)).max(axis=0)
-    t = x.shape[-1]
-    return np.maximum(up[: t * _OVERSAMPLE].reshape(t, _OVERSAMPLE).max(axis=1), np.abs(x).max(axis=0))
-
-
-@njit(cache=True)
-def _release(gain: np.ndarray, coef: float) -> np.ndarray:
-    """Instant attack, one-pole release towards 1, never above the requested gain."""
-    out = np.empty_like(gain)
-    g = 1.0
+@njit(nogil=True, cache=True)
+def _release(gain: np.ndarray, coef: float, g: float, out: np.ndarray) -> None:
+    """Instant attack, one-pole release towards 1 starting from ``g``, never above the requested gain."""
     for i in range(gain.shape[0]):
         g = g + coef * (1.0 - g)
         if gain[i] < g:
             g = gain[i]
         out[i] = g
-    return out
+
+
+@njit(nogil=True, cache=True)
+def _running_min(x: np.ndarray, half: int, out: np.ndarray) -> None:
+    """``out[i] = min(x[i - half .. i + half])`` over the part of the window inside ``x`` (as
+    ``scipy.ndimage.minimum_filter1d(x, 2 * half + 1, mode="nearest")``), van Herk / Gil-Werman:
+    three passes whatever the window."""
+    n = x.shape[0]
+    w = 2 * half + 1
+    m = n + 2 * half
+    pad = np.empty(m)
+    for i in range(m):
+        j = i - half
+        pad[i] = x[j] if 0 <= j < n else np.inf
+    g = np.empty(m)
+    h = np.empty(m)
+    for i in range(m):
+        g[i] = pad[i] if i % w == 0 else min(g[i - 1], pad[i])
+    for i in range(m - 1, -1, -1):
+        h[i] = pad[i] if (i % w == w - 1 or i == m - 1) else min(h[i + 1], pad[i])
+    for i in range(n):
+        out[i] = min(h[i], g[i + w - 1])
+
+
+def _chunks(frames: int, size: int = CHUNK):
+    for s in range(0, frames, size):
+        yield s, min(frames, s + size)
+
+
+def _envelope_pass(src: FrameStore, sample_rate: int, loudness: LoudnessMeter | None = None,
+                   folder: str | None = None) -> tuple[FrameStore, float]:
+    """The true-peak envelope of ``src`` (see :func:`core.meter.peak_envelope`) as a ``(1, T)`` store,
+    and its maximum; feeds ``loudness`` the signal on the way."""
+    env = FrameStore(1, src.frames, folder)
+    top = 0.0
+    pool = _pool()
+    for s, e in _chunks(src.frames):
+        x = src.read(s - TP_MARGIN, e - s + 2 * TP_MARGIN)
+        n, m = e - s, TP_MARGIN
+        v = np.empty(n)
+        if pool is None:
+            peak_envelope(x, sample_rate, m, m + n, v)
+            if loudness is not None:
+                loudness.add(x[:, m:m + n])
+        else:  # half the envelope on a worker while this thread meters loudness and does the rest
+            half = n // 2
+            job = pool.submit(peak_envelope, x, sample_rate, m, m + half, v[:half])
+            if loudness is not None:
+                loudness.add(x[:, m:m + n])
+            peak_envelope(x, sample_rate, m + half, m + n, v[half:])
+            job.result()
+        top = max(top, float(v.max(initial=0.0)))
+        env.write(s, v[None].astype(np.float32))
+    return env, top
+
+
+class _Limiter:
+    """The look-ahead limiter over a signal in chunks (see :func:`limit` for the gain law)."""
+
+    def __init__(self, env: FrameStore, sample_rate: int, ceiling_amp: float, scale: float):
+        self.env, self.frames = env, env.frames
+        self.ceiling, self.scale = ceiling_amp, scale
+        self.look = max(1, int(round(LIMITER_LOOKAHEAD_MS * 1e-3 * sample_rate)))
+        self.coef = 1.0 - math.exp(-1.0 / (LIMITER_RELEASE_MS * 1e-3 * sample_rate))
+        self.left = self.look // 2  # the box filter's reach before and after a sample
+        self.right = self.look - 1 - self.left
+        self._g = 1.0  # release state after the last finished chunk
+        self._tail = np.zeros(0)  # released gain of the last `left` samples of that chunk
+
+    def _need(self, a: int, b: int) -> np.ndarray:
+        v = self.env.read(a, b - a)[0].astype(np.float64) * self.scale
+        return np.minimum(1.0, self.ceiling / np.maximum(v, 1e-12))
+
+    def gain(self, s: int, e: int) -> np.ndarray:
+        """Gain for frames ``[s, e)``; chunks must come in order."""
+        t, look = self.frames, self.look
+        end = min(t, e + self.right)  # released gain is needed up to here
+        a, b = max(0, s - look), min(t, end + look)
+        need = self._need(a, b)
+        held = np.empty(need.shape[0])
+        _running_min(need, look, held)
+        held = held[s - a:end - a]
+        released = np.empty(end - s)
+        _release(held, self.coef, self._g, released)
+        self._g = float(released[e - 1 - s])
+        before = self._tail if s > 0 else np.full(self.left, released[0])
+        after = np.full(e + self.right - end, released[-1])
+        ext = np.concatenate([before, released, after])
+        cs = np.concatenate([[0.0], np.cumsum(ext)])
+        smooth = (cs[look:] - cs[:-look])[: e - s] / look
+        self._tail = released[e - s - self.left:e - s] if self.left else np.zeros(0)
+        return np.minimum(smooth, need[s - a:e - a])
+
+
+def _scaled_pass(src: FrameStore, env: FrameStore, top: float, sample_rate: int, scale: float,
+                 ceiling_amp: float | None, sink: Callable[[int, np.ndarray], None]) -> None:
+    """``src`` times ``scale``, limited to ``ceiling_amp`` (true peak) when it reaches it, chunk by
+    chunk into ``sink(start, block)``."""
+    lim = None
+    if ceiling_amp is not None and top * scale > ceiling_amp:
+        lim = _Limiter(env, sample_rate, ceiling_amp, scale)
+    for s, e in _chunks(src.frames):
+        x = src.read(s, e - s)
+        if scale != 1.0:
+            x *= np.float32(scale)
+        if lim is not None:
+            x = (x * lim.gain(s, e)[None, :]).astype(np.float32)
+        sink(s, x)
+
+
+def _ceiling_amp(ceiling_dbtp: float) -> float:
+    return float(db_to_amp(ceiling_dbtp) * db_to_amp(-LIMITER_MARGIN_DB))
+
+
+class StageResult:
+    """What the output stage made: the output store, the master fader that reaches the loudness,
+    and the output's integrated loudness (LUFS) and true peak (dBTP)."""
+
+    def __init__(self, out: FrameStore, gain_db: float, loudness_lufs: float, true_peak_dbtp: float):
+        self.out, self.gain_db = out, gain_db
+        self.loudness_lufs, self.true_peak_dbtp = loudness_lufs, true_peak_dbtp
+
+
+def output_stage_store(mix: FrameStore, sample_rate: int, master_gain_db: float,
+                       loudness_lufs: float | None, ceiling_dbtp: float | None,
+                       folder: str | None = None, progress: Callable[[float], None] | None = None
+                       ) -> StageResult:
+    """The output stage over a stored mix (see the module notes); ``mix`` is left as it is.
+
+    Args:
+        master_gain_db: the master fader that produced ``mix``; the result's ``gain_db`` is the
+            fader that reaches ``loudness_lufs`` (within the fader's range).
+        loudness_lufs: integrated loudness target, or None to keep the level.
+        ceiling_dbtp: true-peak ceiling, or None for no limiter.
+        folder: where long signals' temporary files go (default: the system's temporary folder).
+        progress: optional ``callable(fraction)`` between passes.
+    """
+    report = progress or (lambda f: None)
+    sr = int(sample_rate)
+    fader = MASTER["gain_db"]
+    ceiling = _ceiling_amp(ceiling_dbtp) if ceiling_dbtp is not None else None
+    base = LoudnessMeter(sr, mix.channels)
+    env, top = _envelope_pass(mix, sr, base, folder)
+    report(0.3)
+    try:
+        def loudness_at(scale: float) -> float:
+            if ceiling is None or top * scale <= ceiling:  # plain scaling: exact from the measurement
+                return base.integrated(gain_db=20.0 * math.log10(scale))
+            m = LoudnessMeter(sr, mix.channels)
+            _scaled_pass(mix, env, top, sr, scale, ceiling, lambda s, x: m.add(x))
+            return m.integrated()
+
+        gain_db, scale = master_gain_db, 1.0
+        level = base.integrated()
+        if loudness_lufs is not None and math.isfinite(level):
+            # a few passes: the limiter takes a little loudness away from peaky material
+            for _ in range(5):
+                gain_db = fader.clip(master_gain_db + loudness_lufs - level)
+                scale = float(db_to_amp(gain_db - master_gain_db))
+                got = loudness_at(scale)
+                if abs(got - loudness_lufs) < 0.05:
+                    break
+                level -= loudness_lufs - got
+        report(0.6)
+        out = FrameStore(mix.channels, mix.frames, folder)
+        try:
+            _scaled_pass(mix, env, top, sr, scale, ceiling if loudness_lufs is not None else None, out.write)
+            meter = LoudnessMeter(sr, mix.channels)
+            env2, peak = _envelope_pass(out, sr, meter, folder)
+            try:
+                if ceiling_dbtp is not None and 20.0 * math.log10(max(peak, 1e-300)) > ceiling_dbtp:
+                    limited = FrameStore(mix.channels, mix.frames, folder)
+                    _scaled_pass(out, env2, peak, sr, 1.0, ceiling, limited.write)
+                    out.close()
+                    out = limited
+                    meter = LoudnessMeter(sr, mix.channels)
+                    env2.close()
+                    env2, peak = _envelope_pass(out, sr, meter, folder)
+            finally:
+                env2.close()
+        except BaseException:
+            out.close()
+            raise
+        report(1.0)
+        tp = 20.0 * math.log10(peak) if peak > 0 else -math.inf
+        return StageResult(out, float(gain_db), meter.integrated(), float(tp))
+    finally:
+        env.close()
 
 
 def limit(x: np.ndarray, sample_rate: int, ceiling_dbtp: float) -> np.ndarray:
     """Look-ahead true-peak limiter: (C, T) -> (C, T), peaks at most ``ceiling_dbtp``.
 
-    Gain: required reduction from the oversampled peak envelope, held over the look-ahead window
+    Gain: required reduction from the 4x oversampled peak envelope, held over the look-ahead window
     (running minimum), released with a one-pole of LIMITER_RELEASE_MS, then smoothed by a box filter
     of the look-ahead length so that it is already down when the peak arrives. Below the ceiling the
     signal passes unchanged.
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
-    ceiling = db_to_amp(ceiling_dbtp) * db_to_amp(-0.05)
-    env = _true_peak_envelope(x.astype(np.float64))
-    need = np.minimum(1.0, ceiling / np.maximum(env, 1e-12))
-    if need.min() >= 1.0:
+    src = FrameStore.of(np.asarray(x, dtype=np.float32))
+    env, top = _envelope_pass(src, sample_rate)
+    ceiling = _ceiling_amp(ceiling_dbtp)
+    if top <= ceiling:
         return x
-    look = max(1, int(round(LIMITER_LOOKAHEAD_MS * 1e-3 * sample_rate)))
-    # running min over [n - look, n + look]: the box filter below spreads it by +-look/2
-    held = minimum_filter1d(need, size=2 * look + 1, mode="nearest")
-    coef = 1.0 - math.exp(-1.0 / (LIMITER_RELEASE_MS * 1e-3 * sample_rate))
-    released = _release(held, coef)
-    smooth = uniform_filter1d(released, size=look, mode="nearest")
-    gain = np.minimum(smooth, need)  # the box filter must never let a peak through
-    return (x * gain[None, :]).astype(x.dtype)
+    out = np.empty(src.array().shape, np.float32)
+
+    def sink(s, block):
+        out[:, s:s + block.shape[1]] = block
+
+    _scaled_pass(src, env, top, sample_rate, 1.0, ceiling, sink)
+    return out.astype(x.dtype, copy=False)
 
 
-def output_stage(mix: np.ndarray, sample_rate: int, params: MixParams, loudness_lufs: float | None,
-                 ceiling_dbtp: float | None) -> tuple[np.ndarray, MixParams]:
-    """Match ``loudness_lufs`` (via the master fader) and limit to ``ceiling_dbtp``.
+def output_stage(mix: np.ndarray, sample_rate: int, params, loudness_lufs: float | None,
+                 ceiling_dbtp: float | None):
+    """Match ``loudness_lufs`` (via the master fader) and limit to ``ceiling_dbtp``, in memory.
 
-    Returns the output (2, T) and the parameters with the master fader that produced it.
+    Returns the output (2, T) float32 and the parameters with the master fader that produced it.
     """
     params = params.copy()
     gi = MASTER.index("gain_db")
-    fader = MASTER["gain_db"]
-    out = mix
-    if loudness_lufs is not None:
-        level = integrated_lufs(mix, sample_rate)
-        if math.isfinite(level):
-            # a few passes: the limiter takes a little loudness away from peaky material
-            for _ in range(5):
-                new_gain = fader.clip(params.master[gi] + loudness_lufs - level)
-                out = mix * np.float32(db_to_amp(new_gain - params.master[gi]))
-                if ceiling_dbtp is not None:
-                    out = limit(out, sample_rate, ceiling_dbtp)
-                got = integrated_lufs(out, sample_rate)
-                if abs(got - loudness_lufs) < 0.05:
-                    break
-                level -= loudness_lufs - got
-            params.master[gi] = new_gain
-            mix = out
-    if ceiling_dbtp is not None and true_peak_dbtp(mix, sample_rate) > ceiling_dbtp:
-        mix = limit(mix, sample_rate, ceiling_dbtp)
-    return mix.astype(np.float32), params
+    res = output_stage_store(FrameStore.of(mix), sample_rate, float(params.master[gi]), loudness_lufs,
+                             ceiling_dbtp)
+    params.master[gi] = res.gain_db
+    out = res.out.array()
+    return out.astype(np.float32, copy=False), params

@@ -2,6 +2,7 @@
 # One-time, idempotent set-up on Debian with Python >= 3.10: system libraries (when root), a virtualenv
 # in .venv, the CPU build of torch and the project with its dev and train extras.
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run again (it skips what is already done).
+# Last, it compiles the audio kernels ("preparing the audio engine (once)", about a minute).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,8 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # another apt/dpkg run (unattended upgrades on a fresh machine) holds the lock: wait for it
+    lock=(-o DPkg::Lock::Timeout=300)
+    apt-get "${lock[@]}" update -qq >/dev/null
+    apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "setup: note: missing system packages (${missing[*]}); run as root or" \
          "'sudo apt-get install ${missing[*]}'. Playback needs libportaudio2, data generation fluidsynth." >&2
@@ -42,3 +45,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -e ".[dev,train]"
   echo "$want" > "$stamp"
 fi
+
+# Compile the audio kernels once (numba caches them on disk), so the first mix is as fast as the
+# second. Skipped when this version of the code is already compiled.
+"$VENV/bin/python" -m core.warmup --if-needed

@@ -183,7 +183,17 @@ def test_typed_values_are_exact_double_click_resets_and_wheel_steps(qtbot, windo
     ratio.edit.setText("300")  # out of range: clipped to the schema's maximum
     ratio.edit.returnPressed.emit()
     assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].max
-    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)
+    assert window.model.predicted_value(1, "comp_ratio") is None
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)  # no prediction: back to the default
+    assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].default
+    pred = window.model.session.params.copy()
+    pred.tracks[1, TRACK.index("comp_ratio")] = 3.0
+    window.model.apply_prediction(pred)
+    ratio.edit.setText("6:1")
+    ratio.edit.returnPressed.emit()
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton)  # with a prediction: back to the predicted value
+    assert window.model.value(1, "comp_ratio") == pytest.approx(3.0)
+    qtbot.mouseDClick(ratio.dial, Qt.LeftButton, Qt.AltModifier)  # Alt: to the default
     assert window.model.value(1, "comp_ratio") == TRACK["comp_ratio"].default
     pan = strip.controls["pan"]
     n = window.model.undo.count()
@@ -311,6 +321,105 @@ def qtbot_window_refine(qtbot):
     _open_demo(qtbot, w)
     yield w
     w.shutdown()
+
+
+def test_edits_during_predict_keep_the_users_values(qtbot, qtbot_window_refine):
+    w = qtbot_window_refine
+    m = w.model
+    w.predictor.steps = 3
+    messages = []
+    w.predictor.message.connect(messages.append)
+    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
+        assert w.predictor.start()
+        m.edit(2, "gain_db", -7.5)  # the user moves a fader and a master control while it runs
+        m.edit(-1, "comp_ratio", 3.0)
+        m.edit(2, "gain_db", -7.0)
+    assert sig.args[0] and "2 controls you changed during Predict kept your values" in sig.args[1]
+    assert m.value(2, "gain_db") == -7.0 and m.value(-1, "comp_ratio") == 3.0
+    assert len(messages) == 2 and "keeps your value" in messages[0]
+    assert m.predicted_value(2, "gain_db") != -7.0  # the prediction itself is still shown as a marker
+    changed = np.abs(m.session.params.tracks - m.neutral().tracks)[:, TRACK.predicted_mask]
+    assert (changed > 1e-3).mean() > 0.5  # the rest of the console took the prediction
+    m.undo.undo()  # one undo step takes back the prediction, not the user's edits
+    assert m.value(2, "gain_db") == -7.0
+
+
+def test_values_read_as_engineers_read_them():
+    from app.widgets.controls import display, parse_value
+
+    pan, freq, gain = TRACK["pan"], TRACK["eq_band3_freq_hz"], TRACK["gain_db"]
+    assert [display(pan, v) for v in (-0.53, 0.001, 0.2)] == ["L 53", "C", "R 20"]
+    assert [parse_value(t, pan) for t in ("L 53", "R20", "C", "-0.3")] == [-0.53, 0.2, 0.0, -0.3]
+    assert [display(freq, v) for v in (1412.3, 999.4, 2200.0)] == ["1.41 kHz", "999 Hz", "2.2 kHz"]
+    assert parse_value("1.41 kHz", freq) == pytest.approx(1410.0)
+    assert display(gain, -0.001) == "+0.0 dB" and display(gain, -6.0) == "-6.0 dB"
+    assert display(TRACK["comp_threshold_db"], -0.01) == "0.0 dB"
+
+
+def _leaf_widgets(w: MainWindow):
+    """Visible widgets without visible child widgets, with the part of each that shows on the window."""
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtWidgets import QAbstractScrollArea, QScrollBar, QWidget
+
+    out = []
+    for wd in w.findChildren(QWidget):
+        if not wd.isVisible() or isinstance(wd, QScrollBar):
+            continue
+        if not isinstance(wd, QAbstractScrollArea) and any(
+                isinstance(c, QWidget) and c.isVisible() for c in wd.children()):
+            continue
+        r = QRect(wd.mapTo(w, QPoint(0, 0)), wd.size())
+        p = wd.parentWidget()
+        while p is not None and p is not w:  # what a scroll viewport or a parent clips away is not shown
+            r = r.intersected(QRect(p.mapTo(w, QPoint(0, 0)), p.size()))
+            p = p.parentWidget()
+        if not r.isEmpty():
+            out.append((wd, r))
+    return out
+
+
+def _overlaps(w: MainWindow) -> list[str]:
+    leaves = _leaf_widgets(w)
+    out = []
+    for i, (a, ra) in enumerate(leaves):
+        for b, rb in leaves[i + 1:]:
+            if a.isAncestorOf(b) or b.isAncestorOf(a):
+                continue
+            inter = ra.intersected(rb)
+            if inter.width() > 1 and inter.height() > 1:
+                out.append(f"{type(a).__name__} {ra.getRect()} / {type(b).__name__} {rb.getRect()}")
+    return out
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1600, 1000)])
+@pytest.mark.parametrize("compact", [False, True])
+def test_no_widget_overlaps_another(qtbot, size, compact):
+    from app.main import make_app
+
+    make_app([])  # the app's style and fonts, as `stylemix` runs it
+    w = _make_window(qtbot, load_model=lambda: None)
+    try:
+        _open_demo(qtbot, w)
+        _settle(qtbot, w)
+        w.resize(*size)
+        if compact:
+            w.compact_action.trigger()
+        qtbot.wait(50)
+        assert (w.width(), w.height()) == size  # the window fits the size (nothing forces it larger)
+        assert len(_leaf_widgets(w)) > 100
+        overlaps = _overlaps(w)
+        assert not overlaps, overlaps[:10]
+        from PySide6.QtWidgets import QLabel  # the check finds a widget put over another
+
+        probe = QLabel("probe", w.predict_bar)
+        probe.setGeometry(w.predict_bar.cancel_btn.geometry().adjusted(-20, 0, 0, 0))
+        probe.show()
+        assert any("QLabel" in o for o in _overlaps(w))
+        probe.deleteLater()
+        # the strips' values are all reachable: the console scrolls when the window is short
+        assert w.console_scroll.widget() is w.console
+    finally:
+        w.shutdown()
 
 
 # --- sessions -----------------------------------------------------------------------------------------------
@@ -652,3 +761,34 @@ def test_trim_resets_to_its_import_value(qtbot, window):
     assert window.model.inputs.trim_db[0] == 0.0  # the console (and prediction) use the edited trim
     qtbot.mouseDClick(trim.dial, Qt.LeftButton)
     assert trim.value == pytest.approx(imported, abs=0.01)
+
+
+def test_export_path_is_next_to_the_session_never_inside_the_installation(tmp_path):
+    from app.export_dialog import default_output
+
+    assert default_output(str(tmp_path / "song.stylemix")) == str(tmp_path / "song_mix.wav")
+    demo = default_output(str(DEMO / "demo.stylemix"))
+    assert demo.endswith("demo_mix.wav") and not demo.startswith(str(DEMO.parent.parent))
+
+
+def test_pred_button_has_the_prediction_colour(window):
+    from app import theme
+
+    button = window.transport.ab_buttons["predicted"]
+    rule = next(line for line in theme.STYLE.splitlines() if f"#{button.objectName()}:checked" in line)
+    assert theme.PREDICTED.name() in rule and theme.REFERENCE.name() not in rule
+
+
+def test_overview_shows_the_reference_while_ref_plays(qtbot, window):
+    from app.measure import envelope
+
+    _open_demo(qtbot, window)
+    _settle(qtbot, window)
+    window.analysis.run_now()
+    _settle(qtbot, window)
+    mix_hi = window.overview.hi.getData()[1].copy()
+    window.playback.set_source("reference")
+    lo, hi = envelope(window.model.inputs.reference)
+    np.testing.assert_allclose(window.overview.hi.getData()[1], hi / max(np.abs(lo).max(), np.abs(hi).max()))
+    window.playback.set_source("mix")
+    np.testing.assert_allclose(window.overview.hi.getData()[1], mix_hi)

@@ -276,3 +276,17 @@ def test_loop_crossfade_inputs():
     cache = np.empty((1, 2, 4), np.float32)
     con.render_strips(idx, cache, tidx=tidx, tw=tw)
     np.testing.assert_allclose(cache[0, 0], [10 * 0.25 + 50 * 0.75, 11 * 0.75 + 51 * 0.25, 12, 13])
+
+
+@pytest.mark.parametrize("sr", [44100, 48000, 22050])
+def test_numpy_eq_design_equals_the_torch_console(sr):
+    from core.console import EQ, biquad_coeffs
+    from core.dsp import eq_coeffs
+
+    rng = np.random.default_rng(sr)
+    p = EQ.from_unit(rng.random((64, len(EQ))))
+    b, a = eq_coeffs(p, sr)
+    with torch.no_grad():
+        tb, ta = biquad_coeffs(torch.from_numpy(p), sr)
+    np.testing.assert_allclose(b, tb.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a, ta.numpy(), rtol=1e-12, atol=1e-14)

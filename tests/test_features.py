@@ -241,7 +241,9 @@ def test_true_peak_between_samples():
 
 def test_true_peak_chunking_is_seamless():
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 3 * F._TP_CHUNK + 123)) * 0.1
+    from core import meter
+
+    x = rng.standard_normal((2, 3 * meter._CHUNK + 123)) * 0.1
     import scipy.signal
 
     whole = np.abs(scipy.signal.resample_poly(x, 4, 1, axis=-1)).max()

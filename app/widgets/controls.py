@@ -31,11 +31,23 @@ _FINE = 0.2  # Shift: finer steps
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(k?)", re.IGNORECASE)
 
 
+_NEG_ZERO = re.compile(r"^-(?=0*(?:\.0*)?(?:\D|$))")
+
+
 def display(param: Param, value: float) -> str:
-    """The schema's display format; a ratio reads "4.0:1" rather than "4.0 :1"."""
+    """How a value reads on a control, the way engineers read it: pan as "L 53", "C", "R 20";
+    frequencies from 1 kHz up in kHz ("1.41 kHz"); a ratio as "4.0:1"; never "-0.00". Otherwise the
+    schema's format."""
+    if param.key == "pan":
+        pct = round(abs(value) * 100)
+        return "C" if pct == 0 else f"{'L' if value < 0 else 'R'} {pct}"
+    if param.unit == "Hz" and value >= 999.5:
+        return f"{value / 1000:.3g} kHz"
     if param.unit.startswith(":"):
-        return param.fmt.format(value) + param.unit
-    return param.format(value)
+        text = param.fmt.format(value) + param.unit
+    else:
+        text = param.format(value)
+    return _NEG_ZERO.sub("+" if "+" in param.fmt else "", text)
 
 
 def parse_value(text: str, param: Param) -> float | None:
@@ -44,6 +56,16 @@ def parse_value(text: str, param: Param) -> float | None:
     Accepts an optional unit and a ``k`` multiplier: ``-6``, ``-6 dB``, ``2k``, ``2.2 kHz``, ``4:1``.
     """
     text = text.strip().replace(",", ".")
+    if param.key == "pan":  # "L 53", "R20", "C" as well as numbers
+        side = text[:1].upper()
+        if side == "C" and not text[1:].strip():
+            return 0.0
+        if side in ("L", "R"):
+            m = _NUMBER.match(text[1:].strip())
+            if not m:
+                return None
+            value = float(m.group(1)) / 100.0
+            return param.clip(-value if side == "L" else value) if math.isfinite(value) else None
     if param.unit == ":1" and ":" in text:
         text = text.split(":")[0]
     m = _NUMBER.match(text)
@@ -76,14 +98,20 @@ class ParamBinding:
     def send_typed(self, value: float) -> None:
         self.model.edit(self.track, self.param.key, value, 0)
 
-    def reset(self) -> None:
-        self.model.reset_default(self.track, self.param.key)
+    def reset(self, to_default: bool = False) -> None:
+        """Double-click: back to the predicted value when there is one, else (or with ``to_default``,
+        Alt+double-click) to the default."""
+        if not to_default and self.model.predicted_value(self.track, self.param.key) is not None:
+            self.model.reset_predicted(self.track, self.param.key)
+        else:
+            self.model.reset_default(self.track, self.param.key)
 
     def context_menu(self, parent: QWidget, pos, edit: QLineEdit | None) -> None:
         menu = QMenu(parent)
         key, track = self.param.key, self.track
-        menu.addAction("Reset to default (double-click)", self.reset)
-        pred = menu.addAction("Reset to predicted", lambda: self.model.reset_predicted(track, key))
+        menu.addAction("Reset to default (Alt+double-click)", lambda: self.reset(to_default=True))
+        pred = menu.addAction("Reset to predicted (double-click)",
+                              lambda: self.model.reset_predicted(track, key))
         pred.setEnabled(self.model.predicted_value(track, key) is not None)
         if edit is not None:
             menu.addAction("Type a value", lambda: (edit.setFocus(), edit.selectAll()))
@@ -138,7 +166,7 @@ class _Dial(QWidget):
         self._press = None
 
     def mouseDoubleClickEvent(self, ev) -> None:
-        self.b.reset()
+        self.b.reset(to_default=bool(ev.modifiers() & Qt.AltModifier))
 
     def wheelEvent(self, ev) -> None:
         steps = ev.angleDelta().y() / 120.0

@@ -1,7 +1,7 @@
 """The EQ section: an interactive response curve (pyqtgraph) plus knobs for the selected band.
 
 Drag a band's handle to set its frequency and gain (one undo step per drag), turn the wheel over it
-for Q. The curve is the console's own filter design (:func:`core.engine.design_sos`, float64 RBJ
+for Q. The curve is the console's own filter design (:func:`core.dsp.eq_coeffs`, float64 RBJ
 biquads), so what is drawn is what is heard. The prediction's curve is drawn dashed in orange.
 """
 
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QStackedWidget, QToolButton, QVBoxLayout, QWidget
 
-from core.console import EQ, biquad_coeffs
+from core.dsp import EQ, eq_coeffs
 from core.params import EQ_BAND_KEYS
 
 from .. import theme
@@ -31,8 +30,7 @@ _Q_STEP = 1.08  # per wheel notch
 
 def response_db(eq_values: np.ndarray, sample_rate: int, freqs: np.ndarray) -> np.ndarray:
     """Magnitude response (dB) of the EQ cascade with controls ``eq_values`` (18,) at ``freqs`` (Hz)."""
-    with torch.no_grad():
-        b, a = (t.numpy() for t in biquad_coeffs(torch.from_numpy(eq_values), sample_rate))  # (6, 3) each
+    b, a = eq_coeffs(eq_values, sample_rate)  # (6, 3) each
     z = np.exp(-1j * 2 * np.pi * freqs / sample_rate)[:, None]  # (F, 1)
     h = (b[:, 0] + b[:, 1] * z + b[:, 2] * z * z) / (a[:, 0] + a[:, 1] * z + a[:, 2] * z * z)  # (F, 6)
     return 20 * np.log10(np.maximum(np.abs(h.prod(axis=1)), 1e-9))
@@ -86,7 +84,8 @@ class EqPlot(pg.PlotWidget):
         bottom.setTicks([ticks, []])
         left = pi.getAxis("left")
         lim = int(GAIN_LIMIT_DB)
-        left.setTicks([[(v, f"{v:+d}") for v in (-lim, 0, lim)], []])
+        marks = sorted({-lim, -lim // 2, 0, lim // 2, lim})  # +-6 and +-12 dB
+        left.setTicks([[(v, "0" if v == 0 else f"{v:+d}") for v in marks], []])
         for axis in (bottom, left):
             axis.setStyle(tickFont=theme.small_font(6), tickLength=-3)
             axis.setTextPen(theme.TEXT_DIM)

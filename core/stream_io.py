@@ -1,0 +1,331 @@
+"""Stems read block by block, and audio held in memory or in a temporary file.
+
+A whole song never needs to be in memory for rendering: :class:`StemFiles` decodes every stem a block
+at a time (the stems in parallel threads), resampled to the session rate with soxr's streaming
+resampler (the same samples :func:`core.audio_io.load_audio` gives), mono stems duplicated to two
+channels and short stems padded with silence. :class:`FrameStore` keeps a ``(C, T)`` float32 signal in
+memory when it is small and in an anonymous temporary file (deleted by the system when closed, even
+if the process is killed) when it is long, so the output stage can pass over it several times with
+flat memory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .audio_io import (
+    _MAX_CHANNELS,
+    _RESAMPLE_QUALITY,
+    AudioError,
+    _check_readable_path,
+    _fail,
+    check_complete,
+    check_sample_rate,
+    expand_paths,
+    unique_names,
+)
+
+#: Signals up to this size stay in memory in a :class:`FrameStore`; longer ones go to a temporary file.
+MEMORY_STORE_BYTES = 256 << 20
+
+
+class FrameStore:
+    """A ``(channels, frames)`` float32 signal written and read in blocks.
+
+    In memory up to :data:`MEMORY_STORE_BYTES`, else in an unnamed temporary file in ``folder``
+    (default: the system's temporary folder). Reads outside ``[0, frames)`` give zeros.
+    """
+
+    def __init__(self, channels: int, frames: int, folder: str | None = None,
+                 memory_limit: int | None = None):
+        self.channels, self.frames = int(channels), int(frames)
+        memory_limit = MEMORY_STORE_BYTES if memory_limit is None else memory_limit
+        self._arr: np.ndarray | None = None
+        self._file = None
+        if self.channels * self.frames * 4 <= memory_limit:
+            self._arr = np.zeros((self.channels, self.frames), np.float32)
+        else:
+            self._file = tempfile.TemporaryFile(prefix="stylemix-", suffix=".f32", dir=folder)
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> FrameStore:
+        """An in-memory store around ``x (C, T)`` float32 (not copied when it is already float32)."""
+        store = cls.__new__(cls)
+        store._arr = np.ascontiguousarray(x, dtype=np.float32)
+        store._file = None
+        store.channels, store.frames = store._arr.shape
+        return store
+
+    @property
+    def in_memory(self) -> bool:
+        return self._arr is not None
+
+    def array(self) -> np.ndarray:
+        """The whole signal ``(C, T)`` (read from the file when not in memory)."""
+        return self._arr if self._arr is not None else self.read(0, self.frames)
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        n = block.shape[-1]
+        if start < 0 or start + n > self.frames:
+            raise ValueError(f"block [{start}, {start + n}) outside the store's {self.frames} frames")
+        if self._arr is not None:
+            self._arr[:, start:start + n] = block
+            return
+        self._file.seek(start * self.channels * 4)
+        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """Frames ``[start, start + n)`` as ``(C, n)`` float32, zeros outside the signal."""
+        out = np.zeros((self.channels, n), np.float32)
+        a, b = max(0, start), min(self.frames, start + n)
+        if b <= a:
+            return out
+        if self._arr is not None:
+            out[:, a - start:b - start] = self._arr[:, a:b]
+            return out
+        buf = np.empty((b - a, self.channels), np.float32)
+        self._file.seek(a * self.channels * 4)
+        got = self._file.readinto(memoryview(buf).cast("B"))
+        if got != buf.nbytes:
+            raise OSError("temporary audio file is shorter than written")
+        out[:, a - start:b - start] = buf.T
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._arr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def session_frames(path: str, sample_rate: int) -> tuple[int, int]:
+    """(channels, frames at ``sample_rate``) of an audio file from its header; (0, 0) if unreadable
+    (reading it later gives the error)."""
+    try:
+        info = sf.info(path)
+    except Exception:
+        return 0, 0
+    frames = int(np.floor(info.frames * sample_rate / info.samplerate + 0.5)) if info.samplerate else 0
+    return int(info.channels), frames
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without swapping: the system's available memory, or
+    what the control group allows, whichever is less; None when not known (not Linux)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max" and avail is not None:
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+class _StemReader:
+    """One stem file decoded sequentially at the session rate as ``(C, n)`` float32 blocks."""
+
+    def __init__(self, path: str, sample_rate: int):
+        self.path = path
+        _check_readable_path(path)
+        try:
+            self.file = sf.SoundFile(path)
+        except (sf.SoundFileError, OSError, RuntimeError, ValueError) as exc:
+            reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+            raise _fail(path, f"not a readable audio file ({reason})") from exc
+        if self.file.channels > _MAX_CHANNELS:
+            self.file.close()
+            raise _fail(path, f"has {self.file.channels} channels; only mono and stereo are supported")
+        if self.file.frames == 0:
+            self.file.close()
+            raise _fail(path, "is empty (no audio frames)")
+        check_complete(path, self.file)
+        self.channels = int(self.file.channels)
+        self.rate = int(self.file.samplerate)
+        self.sample_rate = sample_rate
+        if self.rate == sample_rate:
+            self.frames = int(self.file.frames)
+            self._stream = None
+        else:
+            # soxr's one-shot length: the input length scaled and rounded to nearest
+            self.frames = int(np.floor(self.file.frames * sample_rate / self.rate + 0.5))
+            self._stream = soxr.ResampleStream(self.rate, sample_rate, self.channels, dtype="float32",
+                                               quality=_RESAMPLE_QUALITY)
+        if self.frames == 0:
+            self.file.close()
+            raise _fail(path, f"too short ({self.file.frames} frames at {self.rate} Hz)")
+        self._pending = np.zeros((0, self.channels), np.float32)
+        self._done = 0  # session-rate frames handed out
+        self._eof = False
+
+    def _decode(self, want: int) -> None:
+        """Fill ``_pending`` with at least ``want`` frames (or up to the end)."""
+        parts = [self._pending]
+        have = self._pending.shape[0]
+        while have < want and not self._eof:
+            n = max(want - have, 1 << 14)
+            if self._stream is not None:
+                n = int(n * self.rate / self.sample_rate) + 64
+            raw = self.file.read(n, dtype="float32", always_2d=True)
+            last = raw.shape[0] < n
+            if not np.isfinite(raw).all():
+                raise _fail(self.path, "contains NaN or infinite samples")
+            block = raw if self._stream is None else self._stream.resample_chunk(raw, last=last)
+            parts.append(np.asarray(block, dtype=np.float32).reshape(-1, self.channels))
+            have += parts[-1].shape[0]
+            self._eof = last
+        self._pending = np.concatenate(parts) if len(parts) > 1 else self._pending
+
+    def read(self, n: int, out: np.ndarray) -> None:
+        """The next ``n`` frames into ``out (2, n)``: mono to both channels, zeros after the end."""
+        self._decode(n)
+        take = min(n, self._pending.shape[0], max(0, self.frames - self._done))
+        block = self._pending[:take]
+        out[0, :take] = block[:, 0]
+        out[1, :take] = block[:, 1 if self.channels == 2 else 0]
+        out[:, take:n] = 0.0
+        self._pending = self._pending[take:]
+        self._done += take
+
+    def sampled_dc_share(self, blocks: int = 16, size: int = 1 << 15) -> float:
+        """Share of the energy that is DC, estimated from ``blocks`` stretches spread over the file
+        (the exact figure, :func:`core.audio_io.dc_share`, needs the whole file)."""
+        total = self.file.frames
+        sums = np.zeros(self.channels)
+        energy = 0.0
+        count = 0
+        for k in range(blocks):
+            start = int((total - size) * k / max(1, blocks - 1)) if total > size else 0
+            self.file.seek(start)
+            x = self.file.read(min(size, total), dtype="float64", always_2d=True)
+            sums += x.sum(axis=0)
+            energy += float(np.square(x).sum())
+            count += x.shape[0]
+            if total <= size:
+                break
+        self.file.seek(0)
+        if count == 0 or energy <= 0:
+            return 0.0
+        return float(np.square(sums / count).sum() / (energy / count))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _ArrayReader:
+    """A stem already in memory (``(C, T)`` at the session rate), read like a :class:`_StemReader`."""
+
+    def __init__(self, path: str, data: np.ndarray):
+        self.path, self.data = path, data
+        self.channels, self.frames = data.shape
+        self._done = 0
+
+    def read(self, n: int, out: np.ndarray) -> None:
+        take = min(n, max(0, self.frames - self._done))
+        out[0, :take] = self.data[0, self._done:self._done + take]
+        out[1, :take] = self.data[1 if self.channels == 2 else 0, self._done:self._done + take]
+        out[:, take:n] = 0.0
+        self._done += take
+
+    def close(self) -> None:
+        self.data = None
+
+
+class StemFiles:
+    """Stem files (or folders, see :func:`core.audio_io.expand_paths`) as a block source for
+    :func:`core.engine.render_stream`: ``(N, 2, n)`` float32 blocks in order at ``sample_rate``,
+    every stem padded with silence to the longest. Headers are checked when it is built; each block is
+    decoded in parallel threads (libsndfile and soxr release the GIL)."""
+
+    def __init__(self, paths, sample_rate: int, threads: int | None = None):
+        sample_rate = check_sample_rate(sample_rate)
+        self.sample_rate = sample_rate
+        self.paths = expand_paths(paths)
+        self.readers: list[_StemReader] = []
+        try:
+            for p in self.paths:
+                self.readers.append(_StemReader(p, sample_rate))
+        except Exception:
+            self.close()
+            raise
+        # a stem that is mostly DC is high-passed at import (core.audio_io.load_audio), which needs
+        # the whole file: a quick estimate picks the suspects, which are loaded and checked exactly
+        self.dc_removed: list[tuple[str, float]] = []
+        from .audio_io import load_audio
+
+        for i, r in enumerate(self.readers):
+            if isinstance(r, _StemReader) and r.sampled_dc_share() > 0.25:
+                a = load_audio(r.path, sample_rate, remove_mostly_dc=True)
+                if a.dc_removed:
+                    self.dc_removed.append((r.path, a.dc_removed))
+                    r.close()
+                    self.readers[i] = _ArrayReader(r.path, a.data)
+        self.names = unique_names(Path(p).stem for p in self.paths)
+        self.stereo = np.array([r.channels == 2 for r in self.readers])
+        self.frames = max(r.frames for r in self.readers)
+        self.n_tracks = len(self.readers)
+        threads = threads or min(len(self.readers), max(1, len(os.sched_getaffinity(0))
+                                                        if hasattr(os, "sched_getaffinity") else 1))
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(self.readers) > 1 else None
+        self._position = 0
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def padded(self) -> list[tuple[str, float]]:
+        """``(name, seconds)`` of the stems shorter than the longest (by 2 frames or more)."""
+        return [(name, r.frames / self.sample_rate) for name, r in zip(self.names, self.readers, strict=True)
+                if self.frames - r.frames >= 2]
+
+    def read_block(self, start: int, n: int, out: np.ndarray) -> None:
+        """Frames ``[start, start + n)`` of every stem into ``out (N, 2, >= n)``; blocks come in order."""
+        if start != self._position:
+            raise ValueError(f"stem blocks are read in order: expected frame {self._position}, got {start}")
+        if self._pool is None:
+            for i, r in enumerate(self.readers):
+                r.read(n, out[i])
+        else:
+            for f in [self._pool.submit(r.read, n, out[i]) for i, r in enumerate(self.readers)]:
+                f.result()
+        self._position += n
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["FrameStore", "StemFiles", "MEMORY_STORE_BYTES", "AudioError"]
