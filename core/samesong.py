@@ -289,17 +289,15 @@ _EQ_KEYS = [k for k in TRACK.keys if k.startswith("eq_")]
 
 
 def _eq_power(eq_rows: np.ndarray, sr: int, freqs: np.ndarray) -> np.ndarray:
-    """|H|^2 of the console's EQ, rows (R, len(EQ keys)) of physical values, at ``freqs`` -> (R, len)."""
-    import torch
+    """|H|^2 of the console's EQ (:func:`core.dsp.eq_coeffs`, the same biquads as the console) for rows
+    (..., len(EQ keys)) of physical values, at ``freqs`` (Hz) -> (..., len(freqs))."""
+    from .dsp import eq_coeffs
 
-    from .console import eq_response
-
-    n = FINE_N_FFT // 2 + 1
-    with torch.no_grad():
-        h = eq_response(torch.as_tensor(eq_rows, dtype=torch.float64), sr, n).abs().square().numpy()
-    grid = np.arange(n) * sr / FINE_N_FFT
-    out = np.stack([np.interp(freqs, grid, row) for row in h.reshape(-1, n)])
-    return out.reshape(*eq_rows.shape[:-1], -1)
+    b, a = eq_coeffs(eq_rows, sr)  # (..., 6, 3)
+    z = np.exp(-2j * np.pi * np.asarray(freqs, np.float64) / sr)
+    powers = np.stack([np.ones_like(z), z, z * z])  # (3, F)
+    h = (b @ powers) / (a @ powers)  # (..., 6, F)
+    return np.prod(np.abs(h) ** 2, axis=-2)
 
 
 def _octave_groups() -> tuple[list[np.ndarray], list[np.ndarray]]:
