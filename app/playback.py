@@ -2,10 +2,11 @@
 
 Every model change is pushed to the engine as a new parameter snapshot at once (the engine re-renders
 the blocks not yet played, so an edit is heard within a block or two). A single control travels as
-(track, key, value), and the engine designs again only what that control changes. A GUI timer polls the playhead and the
-meters (Friture style). A/B has three sources, all at the same playhead: the mix with your edits, the
-reference song and the prediction. The reference is loudness-matched by the engine; the prediction is
-matched here by offsetting its master fader by the measured loudness difference.
+(track, key, value), and the engine designs again only what that control changes. A GUI timer polls
+the playhead and the meters (Friture style). A/B has three sources, all at the same playhead: the mix
+with your edits, the reference song and the prediction. The reference is loudness-matched by the
+engine; the prediction is matched here by offsetting its master fader by the measured loudness
+difference.
 """
 
 from __future__ import annotations

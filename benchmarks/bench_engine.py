@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"{seconds / r['wall']:.0f}x wall ({cpu})"))
     if not args.session_only:
         r = _run(_fmt(EXPORT))
-        rows.append(("export 16 stereo stems x 180 s to 24-bit WAV (render + write)", "authors: 57.6 s / <= 2 s",
+        rows.append(("export 16 stereo stems x 180 s to 24-bit WAV (render + write)",
+                     "authors: 57.6 s / <= 2 s",
                      f"{r['wall']:.2f} s wall ({r['cpu']:.2f} s CPU)"))
     rows += _session_rows(args.before, args.block)
     from core.playback import check_audio

@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 import os
 import platform
-from concurrent.futures import ThreadPoolExecutor
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -283,9 +283,11 @@ class Snapshot:
             track=_frozen(track) if track is not self.track else track,
             master=_frozen(master) if master is not self.master else master, stereo=self.stereo,
             mute=self.mute, solo=self.solo, sample_rate=sr,
-            pre_gain=_frozen(pre_gain) if strips else pre_gain, eq_gain=_frozen(eq_gain) if strips else eq_gain,
+            pre_gain=_frozen(pre_gain) if strips else pre_gain,
+            eq_gain=_frozen(eq_gain) if strips else eq_gain,
             sos=_frozen(sos) if strips else sos, comp=_frozen(comp) if strips else comp,
-            out_gain=_frozen(out_gain) if gains else out_gain, m_sos=m_sos, m_eq_gain=m_eq_gain, m_comp=m_comp,
+            out_gain=_frozen(out_gain) if gains else out_gain, m_sos=m_sos, m_eq_gain=m_eq_gain,
+            m_comp=m_comp,
             m_gain=m_gain_lin, version=self.version + 1, parent=weakref.ref(self), changed=changed,
         )
 

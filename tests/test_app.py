@@ -248,7 +248,7 @@ def test_eq_handles_do_not_overlap_at_default_settings(qtbot, window):
         window.model.edit_many([(track, k, defaults[k].default) for k in EQ_KEYS])
         eq = strip.eq
         vb = eq.plot.getPlotItem().getViewBox()
-        qtbot.waitUntil(lambda: vb.width() > 50)
+        qtbot.waitUntil(lambda vb=vb: vb.width() > 50)
         eq.place_handles()
         centres = [vb.mapViewToScene(h.pos()) for h in eq.handles]
         for i in range(len(centres)):

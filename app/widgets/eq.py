@@ -3,8 +3,9 @@
 Drag a band's handle to set its frequency and gain (one undo step per drag), turn the wheel over it
 for Q. Handles that would cover each other (at the defaults, the low shelf and band 1 sit 0.18
 decades apart at 0 dB) are drawn stacked a handle's height apart; a drag keeps the offset, so the
-gain follows the mouse as usual. The curve is the console's own filter design (:func:`core.dsp.eq_coeffs`, float64 RBJ
-biquads), so what is drawn is what is heard. The prediction's curve is drawn dashed in orange.
+gain follows the mouse as usual. The curve is the console's own filter design
+(:func:`core.dsp.eq_coeffs`, float64 RBJ biquads), so what is drawn is what is heard. The
+prediction's curve is drawn dashed in orange.
 """
 
 from __future__ import annotations
