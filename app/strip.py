@@ -219,12 +219,14 @@ class ChannelStrip(StripBase):
         self.pan_lock = self._lock("pan", "pan")
         row.addWidget(self.pan_lock)
         row.addWidget(self._lock("level", "fader"))
+        self._btn_row = row
         return row
 
     def _trim_pan(self) -> QFrame:
         box = QFrame(objectName="section")
         box.setMinimumWidth(48)  # "+23.4 dB" fits
         col = QVBoxLayout(box)
+        self._tp_col = col
         col.setContentsMargins(0, 2, 0, 0)
         col.setSpacing(1)
         for group in ("trim", "pan"):
@@ -269,12 +271,17 @@ class ChannelStrip(StripBase):
         self.comp_sec.setVisible(not on)
         self.controls["trim_db"].setVisible(not on)
         # normal: trim and pan stacked beside the fader; compact (narrow): pan above the fader
+        # (and the pan lock beside mute/solo in normal mode, above the pan knob in compact mode)
         if on and self.fader_lay.indexOf(self.trim_pan) >= 0:
             self.fader_lay.removeWidget(self.trim_pan)
             self.layout_.insertWidget(self.layout_.count() - 1, self.trim_pan)
+            self._btn_row.removeWidget(self.pan_lock)
+            self._tp_col.insertWidget(0, self.pan_lock, 0, Qt.AlignRight)
         elif not on and self.layout_.indexOf(self.trim_pan) >= 0:
             self.layout_.removeWidget(self.trim_pan)
             self.fader_lay.insertWidget(0, self.trim_pan, 0, Qt.AlignBottom)
+            self._tp_col.removeWidget(self.pan_lock)
+            self._btn_row.insertWidget(self._btn_row.count() - 1, self.pan_lock)
         self.setFixedWidth(COMPACT_WIDTH if on else STRIP_WIDTH)
         self._show_name()
 
