@@ -37,7 +37,7 @@ class RefineConfig:
     lr: float = 0.05
     # steps on the song model and the prior alone, before the rendered ones, per rendered step: they cost
     # about 5 ms each and bring the whole-song balance close before the audio is looked at
-    coarse_per_step: int = 0
+    coarse_per_step: int = 3
     seed: int = 0
     section_seconds: float = 5.0
     n_sections: int = 1  # stem sections rendered at every step (the cost)
