@@ -47,6 +47,28 @@ class Suggestion:
     messages: list[str] = field(default_factory=list)
 
 
+#: Pull toward the same-song fit during refinement (the prior's "toward the prediction" weight): the fit
+#: read the balance from the reference itself, so refinement adjusts tone and dynamics around it.
+SAME_SONG_TOWARD = 12.0
+
+
+def _reference_kind(inputs: Inputs, wanted: str, progress: Progress | None, total: int):
+    """(Detection or None, "same-song" | "other") for ``wanted`` = "auto", "same-song" or "other"."""
+    if wanted not in ("auto", "same-song", "other"):
+        raise ValueError(f"unknown reference kind '{wanted}' (auto, same-song or other)")
+    if wanted == "other":
+        return None, "other"
+    from .samesong import detect
+
+    if progress is not None:
+        progress(0, total, "Comparing the reference with the stems…")
+    try:
+        detection = detect(inputs, wanted)
+    except ValueError:  # too short to decide: treat it as another song
+        return None, "other"
+    return detection, detection.kind
+
+
 def _keep_user_values(params: MixParams, current: MixParams | None, lock_tracks, lock_master) -> MixParams:
     """``params`` with the trims and locked values of ``current`` put back."""
     if current is None:
@@ -97,7 +119,20 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
         start = inputs.default_params()
     start = _keep_user_values(start, base, lock_t, lock_m)
 
-    result = Suggestion(params=start, prediction=prediction, start=start, region=cfg.region)
+    detection, kind = _reference_kind(inputs, cfg.reference_kind, progress, total)
+    centre, toward = prediction, None
+    if kind == "same-song":
+        # the reference holds these stems: read their balance from it, and hold refinement near it
+        from .samesong import fit_same_song
+
+        if progress is not None:
+            progress(0, total, "Fitting the balance of the reference…")
+        start = _keep_user_values(fit_same_song(inputs, start, detection), base, lock_t, lock_m)
+        centre, toward = start, SAME_SONG_TOWARD
+    result = Suggestion(params=start, prediction=prediction, start=start, region=cfg.region,
+                        reference_kind=kind, detection=detection.to_dict() if detection is not None else {})
+    if detection is not None:
+        result.messages.append(detection.describe())
     if cfg.steps > 0:
         def callback(step, steps, loss):
             if progress is not None:
@@ -105,7 +140,9 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
             return None
 
         rcfg = RefineConfig(steps=cfg.steps, seed=cfg.seed, region=cfg.region, prior=cfg.prior)
-        res = refine(inputs, start, rcfg, lock_t, lock_m, callback, centre=prediction)
+        if toward is not None:
+            rcfg.weights.toward_prediction = toward
+        res = refine(inputs, start, rcfg, lock_t, lock_m, callback, centre=centre)
         result.refine = res
         result.params = _keep_user_values(res.params, base, lock_t, lock_m)
     result.seconds = time.perf_counter() - t0
