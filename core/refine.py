@@ -300,13 +300,22 @@ def _refine(inputs, init, cfg, lock_tracks, lock_master, callback, centre) -> Re
 
 
 def evaluate(inputs: Inputs, params: MixParams, config: RefineConfig | None = None) -> tuple[float, dict]:
-    """AF loss of ``params`` against the reference on the same sections refine uses."""
+    """The paper's AF loss of ``params`` against the reference on the sections refine renders."""
+    return evaluate_many(inputs, [params], config)[0]
+
+
+def evaluate_many(inputs: Inputs, params: list[MixParams], config: RefineConfig | None = None
+                  ) -> list[tuple[float, dict]]:
+    """:func:`evaluate` of several parameter sets, analysing the stems and the reference once."""
     cfg = config or RefineConfig()
     sr = inputs.sample_rate
     score = stem_activity(inputs.stems, inputs.silent, sr)
     spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
+    out = []
     with _threads(cfg.threads), torch.no_grad():
         objective = Objective(inputs, spans, reference_sections(inputs.reference, sr, cfg.section_seconds,
                                                                 cfg.ref_sections))
-        loss, terms = objective(torch.tensor(params.tracks), torch.tensor(params.master))
-    return float(loss), _terms(terms)
+        for p in params:
+            loss, terms = objective(torch.tensor(p.tracks), torch.tensor(p.master))
+            out.append((float(loss), _terms(terms)))
+    return out
