@@ -321,6 +321,7 @@ def run_case(case: Case, model, steps: int, seed: int = 0) -> dict[str, dict]:
             continue
         result = suggest(inputs, m, SuggestConfig(steps=s, seed=seed))
         out[row] = measure(case, result.params, result.seconds, levels)
+        out[row]["reference_kind"] = getattr(result, "reference_kind", None)  # what suggest detected
     base = out["sum"]
     for r in out.values():
         r["af_rel"] = r["af"] / base["af"] if base["af"] > 0 else float("nan")

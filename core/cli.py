@@ -343,7 +343,7 @@ def cmd_mix(args) -> int:
     from .meter import integrated_lufs
     from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
-    from .refine import RefineConfig, evaluate
+    from .refine import RefineConfig, evaluate_many
     from .suggest import SuggestConfig, suggest
 
     t0 = time.perf_counter()
@@ -384,10 +384,11 @@ def cmd_mix(args) -> int:
         print(f"model: {args.model or 'default'}{where}")
     params = result.params
 
+    if result.reference_kind == "same-song":
+        source = f"{source} + same-song fit" if source != "defaults" else "same-song fit"
     ecfg = RefineConfig(seed=args.seed, region=region)
-    baseline = evaluate(inputs, inputs.default_params(), ecfg)[0]
-    start = evaluate(inputs, result.start, ecfg)[0] if source != "defaults" else baseline
-    loss1 = evaluate(inputs, params, ecfg)[0] if args.steps else start
+    baseline, start, loss1 = (v for v, _ in evaluate_many(inputs, [inputs.default_params(), result.start,
+                                                                   params], ecfg))
 
     target = ref_lufs if args.loudness is None else args.loudness
     if not math.isfinite(target):

@@ -37,7 +37,7 @@ class RefineConfig:
     lr: float = 0.05
     # steps on the song model and the prior alone, before the rendered ones, per rendered step: they cost
     # about 5 ms each and bring the whole-song balance close before the audio is looked at
-    coarse_per_step: int = 3
+    coarse_per_step: int = 0
     seed: int = 0
     section_seconds: float = 5.0
     n_sections: int = 1  # stem sections rendered at every step (the cost)
@@ -300,13 +300,22 @@ def _refine(inputs, init, cfg, lock_tracks, lock_master, callback, centre) -> Re
 
 
 def evaluate(inputs: Inputs, params: MixParams, config: RefineConfig | None = None) -> tuple[float, dict]:
-    """AF loss of ``params`` against the reference on the same sections refine uses."""
+    """The paper's AF loss of ``params`` against the reference on the sections refine renders."""
+    return evaluate_many(inputs, [params], config)[0]
+
+
+def evaluate_many(inputs: Inputs, params: list[MixParams], config: RefineConfig | None = None
+                  ) -> list[tuple[float, dict]]:
+    """:func:`evaluate` of several parameter sets, analysing the stems and the reference once."""
     cfg = config or RefineConfig()
     sr = inputs.sample_rate
     score = stem_activity(inputs.stems, inputs.silent, sr)
     spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
+    out = []
     with _threads(cfg.threads), torch.no_grad():
         objective = Objective(inputs, spans, reference_sections(inputs.reference, sr, cfg.section_seconds,
                                                                 cfg.ref_sections))
-        loss, terms = objective(torch.tensor(params.tracks), torch.tensor(params.master))
-    return float(loss), _terms(terms)
+        for p in params:
+            loss, terms = objective(torch.tensor(p.tracks), torch.tensor(p.master))
+            out.append((float(loss), _terms(terms)))
+    return out

@@ -67,3 +67,21 @@ def test_locked_values_and_trims_survive_fit_and_refinement(same_song):
     np.testing.assert_array_equal(r.params.tracks[:, TRACK.index("trim_db")], same_song.trim_db)
     assert any("Comparing the reference" in m for _, _, m in seen)
     assert max(d for d, _, _ in seen) == 3 and r.refine is not None
+
+
+def test_loop_predict_stays_near_whole_song_predict():
+    """Predict on a 3.2 s loop of the demo keeps every fader within 6 dB of the whole-song Predict."""
+    from pathlib import Path
+
+    from core.predict import load_default_model
+    from core.prepare import load_inputs
+
+    demo = Path(__file__).resolve().parent.parent / "assets" / "demo"
+    inputs = load_inputs([str(demo / "stems")], str(demo / "reference.flac"))
+    model = load_default_model()
+    assert model is not None
+    cfg = dict(steps=10, reference_kind="other")
+    whole = suggest(inputs, model, SuggestConfig(**cfg)).params.tracks[:, GAIN]
+    loop = suggest(inputs, model, SuggestConfig(region=(4.7, 7.9), **cfg)).params.tracks[:, GAIN]
+    assert np.abs(loop - whole).max() <= 6.0
+    assert loop.min() > -24.0  # no stem pulled out of the mix by a short loop
