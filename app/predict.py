@@ -68,7 +68,8 @@ def describe(result: Suggestion) -> str:
         a, b = result.region
         parts.append(f"loop {a:.1f}-{b:.1f} s analysed with the whole song as context")
     if result.detection:
-        parts.append(f"reference: {result.detection.get('text', result.reference_kind)}")
+        text = result.detection.get("text", f"Reference: {result.reference_kind}")
+        parts.append(text[:1].lower() + text[1:])
     return (", " + ", ".join(parts)) if parts else ""
 
 
