@@ -41,7 +41,7 @@ WIDTH_FLOOR = 1e-3
 class Weights:
     """Weights of the objective's terms (docs/objective.md gives the reasons)."""
 
-    tonal: float = 1.0  # mean square 1/3-octave mid difference, dB^2
+    tonal: float = 1.5  # mean square 1/3-octave mid difference, dB^2
     octave: float = 1.0  # mean square octave difference, dB^2
     width: float = 0.5  # mean square side/mid difference per range, dB^2
     crest: float = 0.2  # square crest-factor difference on rendered sections, dB^2
