@@ -88,8 +88,10 @@ def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("mix", help="mix stems to match a reference song",
                        description="Mix STEMs (files or folders) so that the mix matches REF's style: "
-                                   "fits the console by gradient descent on the AF style loss, "
-                                   "writes the mix and optionally the parameters.")
+                                   "the model's prediction, then refinement of the console on the "
+                                   "whole song's tonal balance and width, crest and AF terms, under a "
+                                   "plausibility prior (docs/objective.md); writes the mix and "
+                                   "optionally the parameters.")
     p.add_argument("stems", nargs="+", metavar="STEM", help="stem files or folders of stems")
     p.add_argument("--reference", required=True, metavar="REF", help="reference song")
     _add_output_args(p, "output loudness, LUFS integrated (default: the reference's loudness)")
