@@ -117,6 +117,8 @@ def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--prior", type=float, default=1.0, metavar="S",
                    help="strength of the plausibility prior that keeps settings where engineers work "
                         "(default 1; 0 = off, 2 = twice as firm)")
+    p.add_argument("--threads", type=int, default=2, metavar="N",
+                   help="compute threads for refinement (default 2; 1 when other work shares the cores)")
     p.add_argument("--reference-kind", choices=["auto", "same-song", "other"], default="auto",
                    help="is the reference a mix of these stems (a rough mix, another section of the same "
                         "song)? auto detects it (default); same-song fits the balance from its content")
@@ -373,8 +375,10 @@ def cmd_mix(args) -> int:
     if init is not None:
         apply_sets(init, sets)
     lock_t, lock_m = lock_masks(locks, inputs.names)
+    if args.threads < 1:
+        raise CliError(f"--threads must be >= 1, got {args.threads}")
     cfg = SuggestConfig(steps=args.steps, seed=args.seed, region=region, prior=args.prior,
-                        reference_kind=args.reference_kind)
+                        reference_kind=args.reference_kind, threads=args.threads)
     bar, callback = _progress(args.steps + 1, "refine")
     result = suggest(inputs, model, cfg, current=current, init=init, lock_tracks=lock_t, lock_master=lock_m,
                      progress=lambda done, total, msg: done > 0 and callback(done, total, 0.0))

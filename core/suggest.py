@@ -32,6 +32,7 @@ class SuggestConfig:
     region: tuple[float, float] | None = None  # analysis region of the stems (seconds), e.g. the loop
     prior: float = 1.0  # strength of the plausibility prior (0: off)
     reference_kind: str = "auto"  # "auto", "same-song" or "other"
+    threads: int | None = 1  # compute threads of refinement (core.refine.RefineConfig.threads)
 
 
 @dataclass
@@ -139,7 +140,8 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
                 return progress(step + 1, total, f"Refining: loss {loss:.4f}")
             return None
 
-        rcfg = RefineConfig(steps=cfg.steps, seed=cfg.seed, region=cfg.region, prior=cfg.prior)
+        rcfg = RefineConfig(steps=cfg.steps, seed=cfg.seed, region=cfg.region, prior=cfg.prior,
+                            threads=cfg.threads)
         if toward is not None:
             rcfg.weights.toward_prediction = toward
         res = refine(inputs, start, rcfg, lock_t, lock_m, callback, centre=centre)

@@ -192,6 +192,10 @@ def test_bad_input_exit_1(material, tmp_path, capsys):
     _one_line_error(capsys, "FLAC")
     assert main(["mix", *stems, "--reference", ref, "--out", out, "--lock", "wobble"]) == 1
     _one_line_error(capsys, "wobble")
+    assert main(["mix", *stems, "--reference", ref, "--out", out, "--threads", "0"]) == 1
+    _one_line_error(capsys, "--threads")
+    assert main(["mix", *stems, "--reference", ref, "--out", out, "--prior", "-1"]) == 1
+    _one_line_error(capsys, "--prior")
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"schema": "v0-old", "tracks": [], "master": {}}))
     assert main(["render", *stems, "--params", str(params), "--out", out]) == 1
