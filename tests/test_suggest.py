@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_samesong import SR, _inputs, _rough_mix
 
 from core.params import MASTER, TRACK
 from core.suggest import SuggestConfig, suggest
 
 from synthetic import make_stems
-from test_samesong import SR, _inputs, _rough_mix
 
 GAIN = TRACK.index("gain_db")
 
