@@ -26,15 +26,15 @@ import torch
 
 from . import console
 from .params import EQ_BAND_KEYS, MASTER, TRACK
-from .report import OCTAVES, SCORED, WIDTH_RANGES, band_matrix, cross_spectra
+from .report import OCTAVES, SCORED, WIDTH_FLOOR_DB, WIDTH_RANGES, band_matrix, cross_spectra
 
 #: FFT length of the song model's spectra (5.4 Hz bins at 44.1 kHz) and the most frames it averages.
 MODEL_FFT = 8192
 MAX_FRAMES = 192
 #: Frame length (s) of the compressor level model.
 LEVEL_FRAME_S = 0.05
-#: Soft floor of the side/mid ratio (power): width below -30 dB is inaudible.
-WIDTH_FLOOR = 1e-3
+#: Soft floor of the side/mid ratio (power), the report's width floor: narrower is inaudible.
+WIDTH_FLOOR = 10.0 ** (WIDTH_FLOOR_DB / 10.0)
 
 
 @dataclass
@@ -50,11 +50,7 @@ class Weights:
     toward_prediction: float = 4.0  # mean square unit-space distance to the prediction (scaled by prior)
 
 
-def _eq_index(schema) -> list[int]:
-    return [schema.index(f"{b}_{k}") for b in EQ_BAND_KEYS for k in ("gain_db", "freq_hz", "q")]
-
-
-_T_EQ, _M_EQ = _eq_index(TRACK), _eq_index(MASTER)
+_T_EQ, _M_EQ = console._TRACK_EQ, console._MASTER_EQ  # the EQ columns, as the console reads them
 
 
 @functools.lru_cache(maxsize=8)
