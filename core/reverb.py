@@ -315,21 +315,23 @@ MAX_VOICES = 4
 MAX_CHUNK = 8192
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def _fir_head(buf, taps, k0, out):
     """``out[c, i] += sum_k taps[c, k] * buf[K - 1 + i - k]`` for ``k = k0 .. K - 1`` (direct form).
 
-    Each output sample sums its taps in the same order whatever the block, so the result does not
-    depend on how the stream is cut; the loop over samples is the inner one (vectorised).
+    Each output sample sums its taps in the same order (fused multiply-adds, no other reordering)
+    whatever the block, so the result does not depend on how the stream is cut; the loop over samples
+    is the inner one, over contiguous views (vectorised).
     """
     n_taps = taps.shape[1]
     n = out.shape[1]
     for c in range(taps.shape[0]):
+        row = out[c]
         for k in range(k0, n_taps):
             tap = taps[c, k]
-            off = n_taps - 1 - k
+            src = buf[n_taps - 1 - k:n_taps - 1 - k + n]
             for i in range(n):
-                out[c, i] += tap * buf[off + i]
+                row[i] += tap * src[i]
 
 
 @njit(cache=True, nogil=True)

@@ -266,6 +266,19 @@ def test_streaming_agrees_with_torch(seed):
         assert err_db(out, ref.numpy()) < AGREE_DB
 
 
+def test_streaming_agrees_with_torch_at_48k():
+    sr = 48000
+    rng = np.random.default_rng(7)
+    bus = test_bursts(0.8, 7)
+    p = RETURN.from_unit(rng.random(len(RETURN)))
+    with torch.no_grad():
+        ref = render_return(torch.from_numpy(bus)[None], torch.tensor(p, dtype=torch.float32)[None], sr)[0]
+    out = StreamingReverb(sr, p).process(bus)
+    assert err_db(out, ref.numpy()) < AGREE_DB
+    h = impulse_response_np(settings(reverb_rt60_s=1.0, reverb_hf_ratio=1.0, reverb_lowcut_hz=20.0), sr)
+    assert t30(h[0], sr) == pytest.approx(1.0, rel=0.10)
+
+
 def test_block_size_invariance():
     bus = test_bursts(1.2, seed=5)
     for pre in (0.2, 30.0):  # with and without the direct-form head
