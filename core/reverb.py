@@ -453,6 +453,11 @@ class StreamingReverb:
         # is still pending when an edit arrives
         self._fdl_size = [MAX_CHUNK // size + count + start // size + 3 for start, size, count in self.layout]
         self._out_size = [-(-(MAX_CHUNK + start + size) // size) * size for start, size, _ in self.layout]
+        # a level no response uses stops transforming its input; the input ring must then hold enough
+        # to fill its spectra again when an edit needs it (see _fill_spectra)
+        if any((s + 1) * lay[1] > self._in_size
+               for s, lay in zip(self._fdl_size[:-1], self.layout[:-1], strict=True)):
+            raise RuntimeError("reverb input ring too short for its levels")
         params = RETURN.defaults() if params is None else params
         self._kernel0 = ReverbKernel.build(params, self.sample_rate)
         self._gain0 = _return_gain(params)
@@ -467,6 +472,7 @@ class StreamingReverb:
         self._hist = np.zeros(HEAD - 1, np.float64)
         self._fdl = [np.zeros((s, lay[1] + 1), np.complex64) for s, lay in zip(self._fdl_size, self.layout,
                                                                                    strict=True)]
+        self._live = [True] * len(self.layout)  # level spectra up to date (trivially: all zero)
         self._g0 = self._g1 = self._gain0
         self._gstart = 0
         self.voices = [self._voice(self._kernel0, 1.0, 1.0)]
@@ -514,11 +520,27 @@ class StreamingReverb:
                  for j, size in enumerate(self._out_size)]
         voice = _Voice(kernel, rings, self.t, self.xfade, w0, w1)
         for j, (start, size, _) in enumerate(self.layout):
+            if rings[j] is None:
+                continue
+            if not self._live[j]:
+                self._fill_spectra(j)
             first = max(0, -(-(self.t - start + 1) // size) - 1)  # the block whose output reaches t
             last = self.t // size - 1
-            if rings[j] is not None and last >= first:
+            if last >= first:
                 self._level_blocks(voice, j, first, last)
         return voice
+
+    def _fill_spectra(self, j: int) -> None:
+        """Recompute level ``j``'s input spectra (all the ring holds) from the stored input."""
+        size, fdl = self.layout[j][1], self._fdl[j]
+        fdl[:] = 0.0
+        last = self.t // size - 1
+        first = max(0, last - fdl.shape[0] + 1)
+        if last >= first:
+            rows = self._input.reshape(-1, size)
+            windows = np.concatenate([_rows(rows, first - 1, last - 1), _rows(rows, first, last)], axis=-1)
+            _put_rows(fdl, first, sfft.rfft(windows, axis=-1))
+        self._live[j] = True
 
     # processing ------------------------------------------------------------------------------------------
     def process(self, bus: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -540,6 +562,9 @@ class StreamingReverb:
         for j, (_, size, _) in enumerate(self.layout):  # level blocks completed by this chunk
             first, last = t // size, (t + n) // size - 1
             if last < first:
+                continue
+            if j < len(self.layout) - 1 and all(v.rings[j] is None for v in self.voices):
+                self._live[j] = False  # no response uses this level now: skip its transforms
                 continue
             rows = self._input.reshape(-1, size)  # (R / N, N): block c of the input is row c mod R/N
             windows = np.concatenate([_rows(rows, first - 1, last - 1), _rows(rows, first, last)], axis=-1)

@@ -336,6 +336,24 @@ def test_edit_cross_fades_without_a_jump():
     np.testing.assert_array_equal(out[:, done:], new[:, done:])
 
 
+def test_edit_to_a_response_that_needs_idle_levels_is_exact_after_the_fade():
+    # a 100 ms pre-delay leaves the head and the two smallest levels idle (their transforms stop);
+    # the edit to no pre-delay brings them back from the stored input
+    bus = test_bursts(2.0, seed=11)
+    before = settings(reverb_rt60_s=0.5, reverb_predelay_ms=100.0)
+    after = settings(reverb_rt60_s=0.5, reverb_predelay_ms=0.0, reverb_width=0.4)
+    edit = 1000 * 60 + 3 * 7
+    rev = StreamingReverb(SR, before)
+    out = [rev.process(bus[:, :edit]).copy()]
+    assert rev.kernel.head is None and rev.kernel.spectra[0] is None and rev.kernel.spectra[1] is None
+    rev.set_params(after)
+    for i in range(edit, bus.shape[-1], 700):
+        out.append(rev.process(bus[:, i:i + 700]).copy())
+    out = np.concatenate(out, axis=1)
+    done = edit + rev.xfade
+    np.testing.assert_array_equal(out[:, done:], stream(bus, after, [700])[:, done:])
+
+
 def test_return_level_change_ramps_without_rebuilding():
     bus = steady_sine(1.5)
     p = settings(reverb_rt60_s=0.3)
