@@ -164,7 +164,7 @@ def _ir_formula(xp, p, noise, sample_rate: int, length: int):
     age = xp.clip(n - n0, 0.0, None)  # (B, L) samples since the onset
     onset = xp.clip((n - n0 + 1.0) / (ONSET_MS * sr / 1000.0), 0.0, 1.0)
     delta0 = _DECAY / (rt60 * sr)  # (B, 1) amplitude decay per sample, undamped
-    scale = xp.sqrt(1.0 - xp.exp(-2.0 * delta0)) * onset  # (B, L)
+    scale = xp.sqrt(-xp.expm1(-2.0 * delta0)) * onset  # (B, L); expm1: exact for long decays in float32
     gains = _lowcut_gain(xp, lowcut[:, 0])  # (B, K)
     h1 = h2 = 0.0
     for w_k, bands in _DAMPING_GROUPS:  # bands that share a decay share one envelope

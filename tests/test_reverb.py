@@ -264,6 +264,8 @@ def test_streaming_agrees_with_torch(seed):
     for block in (64, 256, 1000):
         out = render_stream_return(bus, p, SR, block=block)
         assert err_db(out, ref.numpy()) < AGREE_DB
+        # in fact the same response to float32 rounding (a gain error of 0.1 % would read -60 dB)
+        assert err_db(out, ref.numpy()) < -100
 
 
 def test_streaming_agrees_with_torch_at_48k():
