@@ -87,8 +87,6 @@ RETURN = Schema(
     ),
 )
 _RT60, _PRE, _HF, _LOWCUT, _WIDTH, _RETURN = (RETURN.index(k) for k in RETURN.keys)
-#: The controls that shape the impulse response (all but the return level).
-IR_KEYS = RETURN.keys[:_RETURN]
 
 # --- model constants -----------------------------------------------------------------------------------
 
@@ -142,7 +140,10 @@ def band_noise(sample_rate: int) -> np.ndarray:
 
 def _lowcut_gain(xp, lowcut_hz):
     """Butterworth second-order high-pass magnitude at each band centre: ``(..., K)``."""
-    f = xp.asarray(BAND_HZ) if xp is np else _torch().tensor(BAND_HZ, dtype=lowcut_hz.dtype)
+    if xp is np:
+        f = np.asarray(BAND_HZ)
+    else:
+        f = _torch().tensor(BAND_HZ, dtype=lowcut_hz.dtype, device=lowcut_hz.device)
     r = (f / lowcut_hz[..., None]) ** 2
     return r / xp.sqrt(1.0 + r * r)
 
