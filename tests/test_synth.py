@@ -1,4 +1,5 @@
-"""Tests of the synthetic multitrack generator (training/synth.py) and the demo assets it built."""
+"""Tests of the synthetic multitrack generator (the training/synth package: composing, rendering, reference
+mixes, command line) and the demo assets it built."""
 
 from __future__ import annotations
 
