@@ -21,8 +21,8 @@ The package, one module per stage (each name below is also importable from ``tra
 * :mod:`.compose` -- :func:`compose_song`: seed -> plan (pure numpy).
 * :mod:`.render` -- :func:`part_to_midi`, :func:`render_midi` (FluidSynth), :func:`generate_song`,
   :func:`generate` (a resumable data set), :func:`read_song`, :func:`load_song`.
-* :mod:`.mixes` -- :func:`reference_mix`: a plain (or mastered) stereo mix, loudness-normalised and
-  true-peak safe.
+* :mod:`.mixes` -- :func:`reference_mix`: a plain (or mastered) stereo mix with core's meter, pan law,
+  EQ design, compressor and limiter.
 * :mod:`.engineer` -- :func:`~training.synth.engineer.engineer_mix`: finished mixes through the console,
   with each stem's true contribution (also importable as ``training.engineer``; not re-exported here).
 * :mod:`.demo` -- :func:`build_demo`: the demo session's stems and reference.
@@ -36,7 +36,16 @@ The package, one module per stage (each name below is also importable from ``tra
 from .cli import main
 from .compose import compose_song
 from .demo import DEMO_REFERENCE, DEMO_REFERENCE_LUFS, DEMO_SECONDS, DEMO_STEMS, build_demo
-from .mixes import CENTRED_ROLES, ROLE_MIX_LU, reference_mix, true_peak_db
+from .mixes import (
+    CENTRED_ROLES,
+    ROLE_MIX_LU,
+    MasterSettings,
+    ReferenceSettings,
+    draw_reference,
+    master_chain,
+    reference_mix,
+    render_reference,
+)
 from .plan import (
     BARS_PER_SECTION,
     CORE_SLOTS,
@@ -89,8 +98,8 @@ __all__ = [
     "FORMAT_VERSION", "GENRES", "GM_SLUGS", "GUITARS", "JAZZ_PROGRESSIONS", "KITS", "LEAD_CENTRE",
     "MAX_STEMS", "MIN_STEMS", "MODES", "NOTE_NAMES", "OPTIONAL_SLOTS", "PITCHED_ROLES", "PROGRESSIONS",
     "RECORDING_PEAK_DBFS", "ROLE_MIX_LU", "ROLE_RANGES", "SLOT_NEEDS", "SLOT_WEIGHT", "SOUNDFONT", "STEP",
-    "STEREO_PROB", "TICKS_PER_BEAT", "Genre", "Note", "Part",
-    "SongPlan", "build_demo", "compose_song", "generate", "generate_song",
-    "have_fluidsynth", "load_song", "main", "part_to_midi", "read_song", "reference_mix",
-    "render_midi", "song_seed", "true_peak_db",
+    "STEREO_PROB", "TICKS_PER_BEAT", "Genre", "MasterSettings", "Note", "Part", "ReferenceSettings",
+    "SongPlan", "build_demo", "compose_song", "draw_reference", "generate", "generate_song",
+    "have_fluidsynth", "load_song", "main", "master_chain", "part_to_midi", "read_song", "reference_mix",
+    "render_midi", "render_reference", "song_seed",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .compose import compose_song
-from .mixes import reference_mix, true_peak_db
+from .mixes import reference_mix
 from .plan import SongPlan
 from .render import SOUNDFONT, generate_song, load_song, read_song
 
@@ -33,8 +33,9 @@ def build_demo(out_dir: str | Path, seconds: float = DEMO_SECONDS, sample_rate: 
                soundfont: str | Path = SOUNDFONT) -> dict:
     """Demo session material: ``out_dir/stems/*.flac`` (6-10 stems of one song, 16-bit) and
     ``out_dir/reference.flac``, a mastered-sounding mix of a different song; returns what was made."""
-    import pyloudnorm
     import soundfile as sf
+
+    from core.meter import integrated_lufs, true_peak_dbtp
 
     out_dir = Path(out_dir)
 
@@ -72,8 +73,8 @@ def build_demo(out_dir: str | Path, seconds: float = DEMO_SECONDS, sample_rate: 
                             for s in stems_meta["stems"]]},
         "reference": {"seed": ref_seed, "genre": ref_meta["genre"], "tempo_bpm": ref_meta["tempo_bpm"],
                       "key": f"{ref_meta['key']} {ref_meta['mode']}", "n_stems": len(ref_meta["stems"]),
-                      "lufs": round(float(pyloudnorm.Meter(sample_rate).integrated_loudness(written)), 2),
-                      "true_peak_dbtp": round(true_peak_db(written, sample_rate), 2)},
+                      "lufs": round(integrated_lufs(written.T, sample_rate), 2),
+                      "true_peak_dbtp": round(true_peak_dbtp(written.T, sample_rate), 2)},
         "sample_rate": sample_rate,
     }
     (out_dir / "demo.json").write_text(json.dumps(info, indent=2) + "\n")

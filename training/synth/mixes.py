@@ -1,18 +1,39 @@
-"""Plain reference mixes of a song's stems: random but musical levels and pans, loudness-normalised and
-true-peak safe; ``master=True`` adds a mastering-style tonal tilt and bus compression
-(:func:`reference_mix`). For finished mixes through the console, see :mod:`training.synth.engineer`."""
+"""Plain reference mixes of a song's stems, made with the console's own pieces.
+
+:func:`reference_mix` = :func:`draw_reference` (every random choice, from a ``numpy.random.Generator``)
+then :func:`render_reference` (no randomness). Each stem is brought to its role's loudness
+(:data:`ROLE_MIX_LU` +/- 3 dB, measured with :func:`core.meter.integrated_lufs`), panned with the
+console's pan law (:func:`core.engine.pan_law`: constant power, -3 dB at centre for a mono stem, a
+balance with unity at centre for a stereo one) and summed. A *mastered* reference adds a finished-record
+character: a 30 Hz high-pass, RBJ low and high shelves (:func:`core.dsp.rbj_biquad`, the console EQ's
+design) and stereo-linked bus compression (:func:`core.console.compressor`, the console's compressor,
+its threshold set for a drawn gain reduction on the loud passages as :mod:`training.synth.engineer`
+sets it). Every mix is then raised to its loudness through the console's true-peak limiter
+(:func:`training.synth.engineer.master_to_loudness`).
+
+For finished mixes with per-stem EQ, compression, reverb and a true contribution per stem, see
+:mod:`training.synth.engineer`.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-# Loudness of each role in a plain mix, in LU relative to the others (a typical pop/rock balance).
+#: Loudness of each role in a plain mix, in LU relative to the others (a typical pop/rock balance).
 ROLE_MIX_LU = {"kick": 0.0, "snare": -1.0, "hats": -9.0, "toms": -7.0, "cymbals": -11.0, "percussion": -11.0,
                "bass": -2.0, "chords": -5.0, "pad": -9.0, "lead": -3.0, "voice": -5.0, "arp": -8.0}
+#: Roles panned near the centre (|pan| <= 0.15); the others go 0.25-0.85 to one side.
 CENTRED_ROLES = frozenset({"kick", "snare", "bass", "lead", "voice"})
+#: Loudness of a 0 LU role before the mix is normalised, LUFS; stems of unknown role sit at -6 LU.
+BASE_LUFS = -26.0
+UNKNOWN_ROLE_LU = -6.0
+#: Bus compressor knee (dB) and high-pass corner (Hz) of a mastered reference; shelf Q.
+MASTER_KNEE_DB = 6.0
+MASTER_HIGHPASS_HZ = 30.0
+SHELF_Q = 0.707
 
 
 def _role_of(name: str) -> str | None:
@@ -20,134 +41,112 @@ def _role_of(name: str) -> str | None:
     return head if head in ROLE_MIX_LU else None
 
 
-def true_peak_db(x: np.ndarray, sr: int = 44100) -> float:
-    """True peak in dBTP of ``x`` (T, C) (or (T,)): :func:`core.features.true_peak_dbtp`."""
-    from core.features import true_peak_dbtp
+@dataclass(frozen=True)
+class MasterSettings:
+    """The mastering of a reference: shelves (Hz, dB) and the bus compressor."""
 
-    return true_peak_dbtp(np.asarray(x).T, sr)
-
-
-def _block_envelope(target_db: np.ndarray, block: int, sr: int, attack_ms: float,
-                    release_ms: float) -> np.ndarray:
-    """Smooth a per-block gain reduction (dB, >= 0) with attack/release ballistics; never below target."""
-    a_rel = math.exp(-block / (release_ms * 1e-3 * sr))
-    a_att = math.exp(-block / (max(attack_ms, 1e-3) * 1e-3 * sr))
-    env = np.empty_like(target_db)
-    prev = 0.0
-    for i, t in enumerate(target_db):  # release: recover slowly, but always reduce at least the target
-        prev = max(t, prev * a_rel)
-        env[i] = prev
-    nxt = 0.0
-    for i in range(len(env) - 1, -1, -1):  # attack: start reducing ahead of the peak (look-ahead)
-        nxt = max(env[i], nxt * a_att)
-        env[i] = nxt
-    return env
+    low_shelf_hz: float
+    low_shelf_db: float
+    high_shelf_hz: float
+    high_shelf_db: float
+    ratio: float
+    gr_db: float  # gain reduction on the loud passages (sets the threshold)
+    attack_ms: float
+    release_ms: float
 
 
-def _biquad_shelf(sr: int, freq: float, gain_db: float, high: bool, q: float = 0.707) -> np.ndarray:
-    """RBJ-cookbook shelving filter as one second-order section [b0, b1, b2, 1, a1, a2]."""
-    a = 10 ** (gain_db / 40)
-    w0 = 2 * math.pi * freq / sr
-    cw, sa = math.cos(w0), 2 * math.sqrt(a) * math.sin(w0) / (2 * q)
-    s = 1.0 if high else -1.0  # the high shelf is the low shelf with the cosine terms negated
-    b0 = a * ((a + 1) + s * (a - 1) * cw + sa)
-    b1 = -s * 2 * a * ((a - 1) + s * (a + 1) * cw)
-    b2 = a * ((a + 1) + s * (a - 1) * cw - sa)
-    a0 = (a + 1) - s * (a - 1) * cw + sa
-    a1 = s * 2 * ((a - 1) - s * (a + 1) * cw)
-    a2 = (a + 1) - s * (a - 1) * cw - sa
-    return np.array([b0, b1, b2, a0, a1, a2]) / a0
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """Everything :func:`reference_mix` draws: per stem its loudness (LUFS) and pan, and the mastering."""
+
+    names: tuple[str, ...]
+    lufs: tuple[float, ...]
+    pans: tuple[float, ...]
+    master: MasterSettings | None
 
 
-def _bus_compress(x: np.ndarray, sr: int, ratio: float, gr_db: float, attack_ms: float,
-                  release_ms: float, block: int = 32) -> np.ndarray:
-    """Stereo-linked RMS compressor whose threshold gives about ``gr_db`` of gain reduction on the
-    loud passages (90th percentile of the level)."""
-    from scipy.signal import lfilter
+def draw_reference(names: Sequence[str], rng: np.random.Generator, master: bool = False) -> ReferenceSettings:
+    """Levels and pans of stems called ``names`` (role-aware for generated stem names) and, with
+    ``master=True``, a mastering chain (low shelf +0.5..2.5 dB at 80-140 Hz, high shelf +1.5..4 dB at
+    6-10 kHz, ratio 2-3.5, 2-4 dB of gain reduction, attack 10-30 ms, release 100-250 ms)."""
+    lufs, pans = [], []
+    for name in names:
+        role = _role_of(name)
+        jitter = float(rng.uniform(-3.0, 3.0))
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        pan = rng.uniform(-0.15, 0.15) if role in CENTRED_ROLES else side * rng.uniform(0.25, 0.85)
+        pans.append(float(pan))
+        lufs.append(BASE_LUFS + ROLE_MIX_LU.get(role, UNKNOWN_ROLE_LU) + jitter)
+    m = None
+    if master:
+        low_hz, low_db = float(rng.uniform(80, 140)), float(rng.uniform(0.5, 2.5))
+        high_hz, high_db = float(rng.uniform(6000, 10000)), float(rng.uniform(1.5, 4.0))
+        m = MasterSettings(low_hz, low_db, high_hz, high_db, ratio=float(rng.uniform(2.0, 3.5)),
+                           gr_db=float(rng.uniform(2.0, 4.0)), attack_ms=float(rng.uniform(10, 30)),
+                           release_ms=float(rng.uniform(100, 250)))
+    return ReferenceSettings(tuple(names), tuple(lufs), tuple(pans), m)
 
-    a = math.exp(-1.0 / (0.01 * sr))  # 10 ms RMS detector
-    ms = lfilter([1 - a], [1, -a], x * x, axis=0).max(axis=1)
-    n, nb = x.shape[0], -(-x.shape[0] // block)
-    pad = np.zeros(nb * block)
-    pad[:n] = ms
-    level_db = 10 * np.log10(pad.reshape(nb, block).mean(axis=1) + 1e-12)
-    loud = level_db[level_db > level_db.max() - 40]
-    threshold = np.percentile(loud, 90) - gr_db / (1 - 1 / ratio)
-    over = level_db - threshold
-    knee = 6.0
-    gr = np.where(over <= -knee / 2, 0.0,
-                  np.where(over >= knee / 2, over, (over + knee / 2) ** 2 / (2 * knee))) * (1 - 1 / ratio)
-    env = _block_envelope(gr, block, sr, attack_ms, release_ms)
-    centres = np.arange(nb) * block + block / 2
-    return x * (10 ** (-np.interp(np.arange(n), centres, env) / 20))[:, None]
+
+def master_chain(mix: np.ndarray, sr: int, m: MasterSettings) -> np.ndarray:
+    """High-pass, shelves and bus compression of a stereo ``mix`` (T, 2) float64 (see the module doc)."""
+    import torch
+    from scipy.signal import butter, sosfilt
+
+    from core.console import compressor
+    from core.dsp import rbj_biquad
+
+    from .engineer import _loud_level_db, _threshold_for
+
+    shelves = [np.concatenate(rbj_biquad(gain, freq, SHELF_Q, sr, kind)) for freq, gain, kind in (
+        (m.low_shelf_hz, m.low_shelf_db, "low_shelf"), (m.high_shelf_hz, m.high_shelf_db, "high_shelf"))]
+    sos = np.vstack([butter(2, MASTER_HIGHPASS_HZ, "highpass", fs=sr, output="sos"), *shelves])
+    bus = np.ascontiguousarray(sosfilt(sos, mix, axis=0).T)  # (2, T)
+    threshold = _threshold_for(_loud_level_db(bus, sr), m.ratio, m.gr_db, MASTER_KNEE_DB)
+    with torch.no_grad():
+        out = compressor(torch.from_numpy(bus), threshold, m.ratio, m.attack_ms, m.release_ms, MASTER_KNEE_DB,
+                         0.0, sr)
+    return out.numpy().T
 
 
-def _loudness_and_peak(x: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: float) -> np.ndarray:
-    """Normalise ``x`` (T, 2) to ``target_lufs``; the console's true-peak limiter holds ``ceiling_dbtp``."""
-    from core.features import integrated_lufs
-    from core.render import limit
+def render_reference(stems: Sequence[np.ndarray], sr: int, settings: ReferenceSettings,
+                     target_lufs: float = -16.0, ceiling_dbtp: float = -1.0) -> np.ndarray:
+    """The mix ``settings`` describe of ``stems`` ((samples,) or (samples, 2) each, in ``settings.names``
+    order): float32 (samples, 2) at ``target_lufs`` with true peak <= ``ceiling_dbtp``."""
+    from core.engine import pan_law
+    from core.meter import integrated_lufs
 
-    loud = integrated_lufs(x.T, sr)
-    if not np.isfinite(loud):
-        return np.zeros_like(x)
-    gain_db = target_lufs - loud
-    y = x
-    for _ in range(8):  # the limiter takes a little loudness away: correct the gain and limit again
-        y = limit((x * 10 ** (gain_db / 20)).T, sr, ceiling_dbtp).T
-        err = target_lufs - integrated_lufs(y.T, sr)
-        if abs(err) < 0.05:
-            break
-        gain_db += err
-    return y
+    from .engineer import master_to_loudness
+
+    n = max(np.asarray(s).shape[0] for s in stems)
+    mix = np.zeros((n, 2))
+    for audio, lufs, pan in zip(stems, settings.lufs, settings.pans, strict=True):
+        x = np.asarray(audio, dtype=np.float64)
+        x = x[:, None] if x.ndim == 1 else x[:, :2]
+        loud = integrated_lufs(x.T, sr) if x.shape[0] > 0.4 * sr else -np.inf
+        if not np.isfinite(loud):
+            continue
+        gains = pan_law(pan, x.shape[1] == 2) * 10 ** ((lufs - loud) / 20)  # (2,) left, right
+        mix[: len(x)] += x * gains
+    if settings.master is not None:
+        mix = master_chain(mix, sr, settings.master)
+    _, out = master_to_loudness(np.ascontiguousarray(mix.T), sr, target_lufs, ceiling_dbtp)
+    return np.ascontiguousarray(out.T)
 
 
 def reference_mix(stems: Mapping[str, np.ndarray] | Sequence[np.ndarray], sr: int, rng: np.random.Generator,
                   target_lufs: float = -16.0, ceiling_dbtp: float = -1.0, master: bool = False) -> np.ndarray:
-    """A plain stereo mix of stems: float32 (samples, 2) at ``target_lufs`` with true peak < ``ceiling_dbtp``.
+    """A plain stereo mix of stems: float32 (samples, 2) at ``target_lufs``, true peak <= ``ceiling_dbtp``.
 
     stems: {name: (samples,) or (samples, 2)} (names like generated stems give role-aware levels and
     pans: kick/snare/bass/lead/voice near the centre, others spread) or a list of arrays (random
-    balance). Each stem is loudness-normalised, set to its role's level +/- 3 dB, panned
-    (constant power, -3 dB at centre; stereo stems get a balance) and summed. ``master=True`` adds a
-    finished-record character drawn from ``rng``: high-pass, low and high shelves (brighter), gentle
-    stereo-linked bus compression, before loudness normalisation and limiting.
+    balance). ``master=True`` adds the finished-record character of :func:`master_chain`. Deterministic
+    for a given ``rng`` state (see the module docstring for the chain).
     """
-    import pyloudnorm
-
     if isinstance(stems, Mapping):
         items = list(stems.items())
     else:
         items = [(f"stem{i}", s) for i, s in enumerate(stems)]
     if not items:
         raise ValueError("no stems to mix")
-    n = max(np.asarray(s).shape[0] for _, s in items)
-    meter = pyloudnorm.Meter(sr)
-    mix = np.zeros((n, 2))
-    for name, audio in items:
-        x = np.asarray(audio, dtype=np.float64)
-        role = _role_of(name)
-        loud = meter.integrated_loudness(x) if x.shape[0] > 0.4 * sr else -np.inf
-        jitter = float(rng.uniform(-3.0, 3.0))
-        side = 1.0 if rng.random() < 0.5 else -1.0
-        pan = float(rng.uniform(-0.15, 0.15) if role in CENTRED_ROLES else side * rng.uniform(0.25, 0.85))
-        if not np.isfinite(loud):
-            continue
-        gain = 10 ** ((-26.0 + ROLE_MIX_LU.get(role, -6.0) + jitter - loud) / 20)
-        if x.ndim == 1:
-            theta = (pan + 1) * math.pi / 4
-            mix[: len(x)] += gain * np.stack([math.cos(theta) * x, math.sin(theta) * x], axis=1)
-        else:
-            bal = np.array([min(1.0, 1.0 - pan), min(1.0, 1.0 + pan)]) * gain
-            mix[: len(x)] += x[:, :2] * bal
-    if master:
-        from scipy.signal import butter, sosfilt
-
-        sos = np.vstack([
-            butter(2, 30.0, "highpass", fs=sr, output="sos"),
-            _biquad_shelf(sr, float(rng.uniform(80, 140)), float(rng.uniform(0.5, 2.5)), high=False),
-            _biquad_shelf(sr, float(rng.uniform(6000, 10000)), float(rng.uniform(1.5, 4.0)), high=True),
-        ])
-        mix = sosfilt(sos, mix, axis=0)
-        mix = _bus_compress(mix, sr, ratio=float(rng.uniform(2.0, 3.5)), gr_db=float(rng.uniform(2.0, 4.0)),
-                            attack_ms=float(rng.uniform(10, 30)), release_ms=float(rng.uniform(100, 250)))
-    return _loudness_and_peak(mix, sr, target_lufs, ceiling_dbtp).astype(np.float32)
+    settings = draw_reference([name for name, _ in items], rng, master)
+    return render_reference([s for _, s in items], sr, settings, target_lufs, ceiling_dbtp)

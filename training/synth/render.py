@@ -133,11 +133,13 @@ def _render_part(part: Part, plan: SongPlan, tmp: Path, sr: int,
 
 
 def _lufs(x: np.ndarray, sr: int) -> float | None:
-    import pyloudnorm
+    """Integrated loudness of a stem (samples,) or (samples, 2) for song.json, rounded to 0.01 LU; None
+    when it is shorter than one 400 ms gating block or silent."""
+    from core.meter import integrated_lufs
 
     if x.shape[0] < int(0.4 * sr) + 1:
         return None
-    value = pyloudnorm.Meter(sr).integrated_loudness(x)
+    value = integrated_lufs(np.asarray(x).T, sr)
     return round(float(value), 2) if np.isfinite(value) else None
 
 
