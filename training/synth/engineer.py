@@ -36,6 +36,10 @@ fader on the master bus); rendering ``params`` alone reproduces the mix without 
     em = engineer_mix(stems, sr, np.random.default_rng(1))
     em.mix            # (2, T) float32
     em.contributions  # (N, 2, T) float32, sum over N == em.mix
+
+``training.engineer`` is the same module under its old name. The plain reference mixes of
+:mod:`training.synth.mixes` share :func:`master_to_loudness` and the loud-passage threshold rule
+(:func:`_loud_level_db`, :func:`_threshold_for`) with the mastering here.
 """
 
 from __future__ import annotations
