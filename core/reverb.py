@@ -38,7 +38,8 @@ Renderers:
   the same formula) by non-uniformly partitioned overlap-save convolution on a fixed grid of absolute
   time: a direct-form head (:data:`HEAD` taps, compiled) and levels of block size 64, 512, 4096 and
   32768 samples, each starting at its own block size (so a block's contribution is only ever needed
-  after it is complete). No latency, output identical for any block size, and a parameter change
+  after it is complete; partitions that are all zero are skipped, and a level no response uses stops
+  transforming its input). No latency, output identical for any block size, and a parameter change
   cross-fades linearly from the old to the new impulse response over :data:`XFADE_MS`.
 
 Integration (not done here; see ``docs/reverb.md``): :data:`SEND` moves verbatim into
