@@ -373,7 +373,7 @@ class ReverbKernel:
     def build(cls, params, sample_rate: int) -> ReverbKernel:
         p = _as_batch_np(params)[0][0]
         h = impulse_response_np(p, sample_rate)  # (2, L)
-        head = np.zeros((2, HEAD))
+        head = np.zeros((2, HEAD), np.float32)  # float32 like the FFT levels: twice the SIMD width
         head[:, :min(HEAD, h.shape[1])] = h[:, :HEAD]
         live = np.flatnonzero(np.any(head, axis=0))
         head_first = int(live[0]) if live.size else HEAD
@@ -471,7 +471,7 @@ class StreamingReverb:
             self._kernel0, self._gain0 = self.kernel, self._g1
         self.t = 0
         self._input = np.zeros(self._in_size, np.float32)
-        self._hist = np.zeros(HEAD - 1, np.float64)
+        self._hist = np.zeros(HEAD - 1, np.float32)
         self._fdl = [np.zeros((s, lay[1] + 1), np.complex64) for s, lay in zip(self._fdl_size, self.layout,
                                                                                    strict=True)]
         self._live = [True] * len(self.layout)  # level spectra up to date (trivially: all zero)
@@ -574,7 +574,7 @@ class StreamingReverb:
             for v in self.voices:
                 if v.rings[j] is not None:
                     self._level_blocks(v, j, first, last)
-        buf = np.concatenate([self._hist, mono])
+        buf = np.concatenate([self._hist, mono.astype(np.float32)])  # the input the levels see
         self._hist = buf[n:].copy()
         out[:] = 0.0
         for v in self.voices:
@@ -589,9 +589,12 @@ class StreamingReverb:
 
     def _voice_out(self, v: _Voice, buf: np.ndarray, t: int, n: int) -> np.ndarray:
         """The voice's output for samples ``t .. t + n - 1`` (before weight and return level)."""
-        y = np.zeros((2, n), np.float64)
         if v.kernel.head is not None:
-            _fir_head(buf, v.kernel.head, v.kernel.head_first, y)
+            head = np.zeros((2, n), np.float32)
+            _fir_head(buf, v.kernel.head, v.kernel.head_first, head)
+            y = head.astype(np.float64)
+        else:
+            y = np.zeros((2, n), np.float64)
         for ring in v.rings:
             if ring is not None:
                 _ring_add(ring, t, y)
