@@ -279,17 +279,19 @@ def send_bus(track_out, send_db):
     return (track_out * send_gain(send_db)[..., None, None]).sum(1)
 
 
-def render_return(bus, params, sample_rate: int):
+def render_return(bus, params, sample_rate: int, tail: bool = False):
     """The FX return: the send bus through the reverb, times the return level (torch, differentiable).
 
     Args:
         bus: ``(B, 2, T)`` send bus (:func:`send_bus`).
         params: ``(B, len(RETURN))`` physical values.
         sample_rate: Hz.
+        tail: also return the reverb's tail beyond ``T`` (for rendering in chunks: overlap-add each
+            chunk's output, tail included, at the chunk's offset).
 
     Returns:
-        ``(B, 2, T)`` wet signal, to add to the stereo sum before the master bus. Linear convolution by
-        FFT (no wrap-around); the tail beyond ``T`` is not returned. Exactly zero for a silent bus.
+        ``(B, 2, T)`` wet signal (``(B, 2, T + L - 1)`` with ``tail``), to add to the stereo sum before
+        the master bus. Linear convolution by FFT (no wrap-around). Exactly zero for a silent bus.
     """
     torch = _torch()
     params = RETURN.clip(torch.as_tensor(params, dtype=bus.dtype).reshape(-1, len(RETURN)))
@@ -298,7 +300,7 @@ def render_return(bus, params, sample_rate: int):
     n_fft = sfft.next_fast_len(n_samples + h.shape[-1] - 1, real=True)
     mono = (bus[:, 0] + bus[:, 1]) * (1.0 / math.sqrt(2.0))  # (B, T)
     spec = torch.fft.rfft(mono, n=n_fft)[:, None] * torch.fft.rfft(h, n=n_fft)  # (B, 2, F)
-    wet = torch.fft.irfft(spec, n=n_fft)[..., :n_samples]
+    wet = torch.fft.irfft(spec, n=n_fft)[..., :n_samples + h.shape[-1] - 1 if tail else n_samples]
     gain = 10 ** (params[:, _RETURN] / 20)
     return wet * gain[:, None, None]
 

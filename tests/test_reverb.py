@@ -233,6 +233,19 @@ def test_render_return_is_the_linear_convolution():
     assert err_db(out.numpy(), ref) < -200
 
 
+def test_chunks_with_their_tails_overlap_added_equal_the_whole_render():
+    bus = torch.tensor(test_bursts(0.6, seed=4), dtype=torch.float64)[None]
+    p = torch.tensor(settings(reverb_rt60_s=0.3, reverb_predelay_ms=7.0))[None]
+    whole = render_return(bus, p, SR)
+    out = torch.zeros_like(whole)
+    for start in range(0, bus.shape[-1], 5000):
+        part = render_return(bus[..., start:start + 5000], p, SR, tail=True)
+        end = min(out.shape[-1], start + part.shape[-1])
+        out[..., start:end] += part[..., :end - start]
+    assert err_db(out.numpy(), whole.numpy()) < -200
+    assert render_return(bus, p, SR, tail=True).shape[-1] == bus.shape[-1] + ir_length(0.3, 7.0, SR) - 1
+
+
 def test_gradients_reach_every_reverb_parameter_and_the_sends():
     rng = np.random.default_rng(3)
     track_out = torch.tensor(rng.standard_normal((2, 3, 2, 4000)), dtype=torch.float32)
