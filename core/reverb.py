@@ -481,6 +481,27 @@ class StreamingReverb:
         self._gstart = 0
         self.voices = [self._voice(self._kernel0, 1.0, 1.0)]
 
+    def checkpoint(self) -> dict:
+        """A copy of the whole state (about 1-2 MB), for :meth:`restore`: the engine re-renders blocks
+        that were not played yet after an edit by going back to a checkpoint."""
+        voices = [(v.kernel, [None if r is None else r.copy() for r in v.rings], v.start, v.ramp, v.w0, v.w1)
+                  for v in self.voices]
+        return {"t": self.t, "input": self._input.copy(), "hist": self._hist.copy(),
+                "fdl": [f.copy() for f in self._fdl], "live": list(self._live), "voices": voices,
+                "gain": (self._g0, self._g1, self._gstart)}
+
+    def restore(self, state: dict) -> None:
+        """Go back to a :meth:`checkpoint` (its arrays are copied, so it can be restored again)."""
+        self.t = state["t"]
+        self._input[:] = state["input"]
+        self._hist = state["hist"].copy()
+        for f, saved in zip(self._fdl, state["fdl"], strict=True):
+            f[:] = saved
+        self._live = list(state["live"])
+        self.voices = [_Voice(k, [None if r is None else r.copy() for r in rings], start, ramp, w0, w1)
+                       for k, rings, start, ramp, w0, w1 in state["voices"]]
+        self._g0, self._g1, self._gstart = state["gain"]
+
     @property
     def kernel(self) -> ReverbKernel:
         """The impulse response playing (or being faded in)."""

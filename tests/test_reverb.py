@@ -384,6 +384,21 @@ def test_return_level_change_ramps_without_rebuilding():
     assert np.abs(np.diff(out[:, 43000:46000])).max() <= 1.1 * np.abs(np.diff(ref[:, 43000:46000])).max()
 
 
+def test_checkpoint_and_restore_reproduce_the_blocks():
+    bus = test_bursts(1.5, seed=8)
+    rev = StreamingReverb(SR, settings(reverb_rt60_s=0.8, reverb_predelay_ms=0.0))
+    rev.process(bus[:, :30000])
+    rev.set_params(settings(reverb_rt60_s=0.5, reverb_width=0.2))  # a cross-fade in progress
+    rev.process(bus[:, 30000:30100])
+    state = rev.checkpoint()
+    first = rev.process(bus[:, 30100:50000]).copy()
+    rev.set_params(settings(reverb_rt60_s=2.0))  # an edit that is then taken back
+    rev.process(bus[:, 50000:51000])
+    for _ in range(2):  # the checkpoint survives being restored
+        rev.restore(state)
+        np.testing.assert_array_equal(rev.process(bus[:, 30100:50000]), first)
+
+
 def test_many_fast_edits_stay_bounded():
     bus = steady_sine(1.0)
     rev = StreamingReverb(SR, settings(reverb_rt60_s=0.3))
