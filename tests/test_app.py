@@ -758,7 +758,6 @@ def test_no_audio_device_path(qtbot, monkeypatch):
 
 # --- many strips -----------------------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_32_strips_and_compact_mode(qtbot, window, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()

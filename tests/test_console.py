@@ -276,7 +276,6 @@ def test_compressor_below_threshold_and_ratio_one_are_identity(sr):
     assert torch.allclose(y, noise, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_static_curve_gradient_is_exact():
     """The fused detector-to-gain step has the derivative of its reference formula, knee 0 included."""
     gen = torch.Generator().manual_seed(12)
@@ -507,7 +506,6 @@ def _comp_params(*rows):
     return [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in rows]
 
 
-@pytest.mark.slow
 def test_fused_compressor_matches_torch_formulation():
     sr = 44100
     x = _modulated_noise(1, 3, sr, 0.2, seed=13)[0].double().requires_grad_()  # (3, 2, T)
@@ -531,7 +529,6 @@ def test_fused_compressor_gradcheck():
     assert torch.autograd.gradcheck(lambda *a: console._linked_gain(*a, sr)[0], (x, *params))
 
 
-@pytest.mark.slow
 def test_fused_compress_and_mix_matches_torch():
     sr = 44100
     y = (_modulated_noise(1, 5, sr, 0.1, seed=16)[0, :, 0]).double().requires_grad_()  # rows (5, T)
