@@ -10,12 +10,14 @@ pure function of ``(seed, seconds, genre, n_stems)``; no external program is inv
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import arrange
 from .plan import (
     BARS_PER_SECTION,
     CORE_SLOTS,
@@ -32,6 +34,7 @@ from .plan import (
     MODES,
     OPTIONAL_SLOTS,
     PROGRESSIONS,
+    REALISM,
     ROLE_RANGES,
     SLOT_NEEDS,
     SLOT_WEIGHT,
@@ -63,6 +66,15 @@ class _Ctx:
     variants: list[int]  # groove/progression variant per section
     chords: list[tuple[int, ...]]  # pitch classes per bar, root first
     active: dict[str, np.ndarray] = field(default_factory=dict)  # slot -> bool per bar
+    starts: list[int] = field(default_factory=list)  # first bar of each section (default: every 4 bars)
+
+    def __post_init__(self) -> None:
+        if not self.starts:
+            self.starts = [s * BARS_PER_SECTION for s in range(len(self.variants))]
+
+    @property
+    def bar_s(self) -> float:
+        return self.bpb * 60.0 / self.tempo_bpm
 
     @property
     def bar_steps(self) -> int:
@@ -76,8 +88,16 @@ class _Ctx:
     def n_sections(self) -> int:
         return len(self.variants)
 
+    def section(self, bar: int) -> int:
+        """Index of the section that ``bar`` belongs to."""
+        return bisect.bisect_right(self.starts, bar) - 1
+
+    def is_start(self, bar: int) -> bool:
+        """True when ``bar`` begins a section."""
+        return bar in self.starts
+
     def variant(self, bar: int) -> int:
-        return self.variants[bar // BARS_PER_SECTION]
+        return self.variants[self.section(bar)]
 
     def scale(self, lo: int, hi: int) -> list[int]:
         degrees = {(self.key_pc + i) % 12 for i in MODES[self.mode]}
@@ -87,7 +107,8 @@ class _Ctx:
         """Bar that ends each section with a fill: the section's last bar that fits inside the song."""
         out = []
         for s in range(self.n_sections):
-            start, end = s * BARS_PER_SECTION, min((s + 1) * BARS_PER_SECTION, self.n_bars)
+            start = self.starts[s]
+            end = min(self.starts[s + 1] if s + 1 < self.n_sections else self.n_bars, self.n_bars)
             last = min(end, max(self.n_full_bars, 1)) - 1
             out.append(last if last >= start else end - 1)
         return out
@@ -308,7 +329,7 @@ def _drum_notes(ctx: _Ctx, slots: Sequence[str], perc_kinds: dict[str, str]) -> 
         for role in ("kick", "snare", "hats"):
             add(role, bar, g[role], cut)
         add("cymbals", bar, g["cymbals"], cut)
-        if bar % BARS_PER_SECTION == 0 or (bar - 1) in fill_bars:
+        if ctx.is_start(bar) or (bar - 1) in fill_bars:
             add("cymbals", bar, [(0, int(_pick(rng, [49, 57])), int(rng.integers(95, 118)))])
         for slot in perc:
             add(slot, bar, perc[slot][v], cut)
@@ -408,7 +429,7 @@ def _sustained(ctx: _Ctx, slot: str, voicings: list[list[int]], vel: int) -> lis
             continue
         end = bar + 1
         while end < ctx.n_bars and ctx.active[slot][end] and voicings[end] == voicings[bar] \
-                and end % BARS_PER_SECTION:
+                and not ctx.is_start(end):
             end += 1
         length = (end - bar) * ctx.bar_ticks - 20
         notes += [Note(bar * ctx.bar_ticks, length, p, vel) for p in voicings[bar]]
@@ -589,8 +610,8 @@ def _activity(ctx: _Ctx, rng: np.random.Generator, slot: str) -> np.ndarray:
     return np.repeat(act, BARS_PER_SECTION)[: ctx.n_bars]
 
 
-def _make_parts(rng: np.random.Generator, g: Genre, slots: Sequence[str],
-                kit: int) -> tuple[list[Part], dict[str, str]]:
+def _make_parts(rng: np.random.Generator, g: Genre, slots: Sequence[str], kit: int,
+                stereo_prob: dict[str, float] = STEREO_PROB) -> tuple[list[Part], dict[str, str]]:
     """Instrument, name and stereo treatment of each slot; also the pattern kind of percussion slots."""
     parts: list[Part] = []
     used_programs: dict[str, set[int]] = {}
@@ -611,7 +632,7 @@ def _make_parts(rng: np.random.Generator, g: Genre, slots: Sequence[str],
             used_programs.setdefault(role, set()).add(program)
             slug = GM_SLUGS.get(program, f"program{program}")
             part = Part(f"{role}_{slug}", slot, role, program, slug, False)
-        if rng.random() < STEREO_PROB.get(role, 0.0):
+        if rng.random() < stereo_prob.get(role, 0.0):
             if part.is_drum:  # kit panning gives drums their stereo image, if any
                 part.stereo, part.width = "wide", float(rng.uniform(0.6, 1.0))
             else:
@@ -646,15 +667,21 @@ def _pitched_notes(ctx: _Ctx, p: Part, rng: np.random.Generator) -> list[Note]:
 
 
 def compose_song(seed: int, seconds: float = 30.0, genre: str | None = None,
-                 n_stems: int | None = None) -> SongPlan:
+                 n_stems: int | None = None, realism: str = "off") -> SongPlan:
     """Compose a song: arrangement, instruments and the notes of every stem (no audio, no MIDI files).
 
-    seed: any non-negative int; the plan is a pure function of (seed, seconds, genre, n_stems).
+    seed: any non-negative int; the plan is a pure function of (seed, seconds, genre, n_stems, realism).
     genre: one of ``GENRES`` or None (random). n_stems: 4..16 or None (random).
+    realism: ``"off"`` (default; the original arrangement, unchanged for existing seeds) or ``"full"``
+    (song form with intro/verse/chorus/break/outro, parts dropping in and out, breathing vocal phrases,
+    player drift and section dynamics, hard-panned doubles and overheads: :mod:`training.synth.arrange`).
     """
     if seconds <= 0:
         raise ValueError("seconds must be positive")
-    rng = np.random.default_rng([int(seed), 0])
+    if realism not in REALISM:
+        raise ValueError(f"unknown realism {realism!r}; choose from {list(REALISM)}")
+    real = realism == "full"
+    rng = np.random.default_rng([int(seed), 0, 1] if real else [int(seed), 0])
     gname = genre if genre is not None else str(_pick(rng, sorted(GENRES)))
     if gname not in GENRES:
         raise ValueError(f"unknown genre {gname!r}; choose from {sorted(GENRES)}")
@@ -671,32 +698,52 @@ def compose_song(seed: int, seconds: float = 30.0, genre: str | None = None,
     prog_b = prog_a if rng.random() < 0.3 else tuple(_pick(rng, table[mode]))
     bar_s = bpb * 60.0 / tempo
     n_bars = math.ceil(seconds / bar_s - 1e-9) + 1  # one bar beyond the cut, so parts do not stop early
-    n_sections = math.ceil(n_bars / BARS_PER_SECTION)
-    variants = [s % 2 for s in range(n_sections)] if rng.random() < 0.5 else \
-        [(s // 2) % 2 for s in range(n_sections)]
+    sections: list[tuple[str, int, int]] = []
+    if real:
+        sections = arrange.draw_sections(rng, n_bars, bar_s)
+        variants = [arrange.section_variant(label, rng) for label, _, _ in sections]
+        starts = [start for _, start, _ in sections]
+    else:
+        n_sections = math.ceil(n_bars / BARS_PER_SECTION)
+        variants = [s % 2 for s in range(n_sections)] if rng.random() < 0.5 else \
+            [(s // 2) % 2 for s in range(n_sections)]
+        starts = [s * BARS_PER_SECTION for s in range(n_sections)]
     chords = []
     for bar in range(n_bars):
-        prog = (prog_a, prog_b)[variants[bar // BARS_PER_SECTION]]
+        prog = (prog_a, prog_b)[variants[bisect.bisect_right(starts, bar) - 1]]
         chords.append(_chord_pcs(key_pc, mode, prog[bar % len(prog)], g.sevenths))
     ctx = _Ctx(rng, g, seconds, tempo, bpb, key_pc, mode, density, g.sevenths, n_bars,
-               max(int(seconds / bar_s + 1e-9), 1), variants, chords)
+               max(int(seconds / bar_s + 1e-9), 1), variants, chords, starts=starts)
 
     n_target = int(rng.integers(MIN_STEMS, MAX_STEMS + 1)) if n_stems is None else int(n_stems)
     if not MIN_STEMS <= n_target <= MAX_STEMS:
         raise ValueError(f"n_stems must be in {MIN_STEMS}..{MAX_STEMS}")
     slots = _choose_slots(rng, g, n_target)
     for slot in slots:
-        ctx.active[slot] = _activity(ctx, rng, slot)
+        ctx.active[slot] = arrange.activity(ctx, rng, slot, sections) if real else _activity(ctx, rng, slot)
+    if real:
+        arrange.settle(ctx, rng, slots, sections)
 
-    parts, perc_kinds = _make_parts(rng, g, slots, kit)
+    parts, perc_kinds = _make_parts(rng, g, slots, kit, arrange.STEREO_PROB if real else STEREO_PROB)
+    if real:
+        for p in parts:
+            if p.stereo == "double":
+                p.width = float(rng.uniform(*arrange.DOUBLE_WIDTH))
+            if p.role == "cymbals" and rng.random() < arrange.OVERHEADS_PROB:
+                p.name, p.stereo, p.width = "overheads", "overheads", 1.0
+    labels = [label for label, _, n in sections for _ in range(n)]
     drums = _drum_notes(ctx, [p.slot for p in parts if p.is_drum], perc_kinds)
     end = int(seconds * tempo / 60.0 * TICKS_PER_BEAT)  # notes starting after the cut are never heard
     for p in parts:
         raw = drums[p.slot] if p.is_drum else _pitched_notes(ctx, p, rng)
         timing, vel_sd = (4.0, 5.0) if p.is_drum else (8.0, 6.0)
-        p.notes = [n for n in _humanise(raw, ctx, rng, timing, vel_sd, swing, g.swing_unit) if n.start < end]
-        if p.stereo != "mono" and not p.is_drum:  # an independent second performance
-            p.notes_b = [n for n in _humanise(raw, ctx, rng, timing * 1.5, vel_sd, swing, g.swing_unit)
-                         if n.start < end]
+        takes = [_humanise(raw, ctx, rng, timing, vel_sd, swing, g.swing_unit)]
+        if p.stereo not in ("mono", "overheads") and not p.is_drum:  # an independent second performance
+            takes.append(_humanise(raw, ctx, rng, timing * 1.5, vel_sd, swing, g.swing_unit))
+        if real:
+            takes = [_clean(arrange.perform(t, ctx, rng, labels, sections)) for t in takes]
+        p.notes = [n for n in takes[0] if n.start < end]
+        if len(takes) > 1:
+            p.notes_b = [n for n in takes[1] if n.start < end]
     return SongPlan(int(seed), gname, float(seconds), tempo, bpb, key_pc, mode, density, swing, kit,
-                    (prog_a, prog_b), variants, n_bars, parts)
+                    (prog_a, prog_b), variants, n_bars, parts, sections=sections, realism=realism)

@@ -153,6 +153,9 @@ STEREO_PROB = {"pad": 0.8, "chords": 0.45, "arp": 0.35, "voice": 0.45, "cymbals"
                "lead": 0.1}
 MAX_STEMS = 16
 MIN_STEMS = 4
+#: Realism modes of the generator: "off" (the original songs, unchanged per seed) and "full"
+#: (:mod:`training.synth.arrange` and :mod:`training.synth.realistic`).
+REALISM = ("off", "full")
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,8 @@ class SongPlan:
     section_variants: list[int]
     n_bars: int
     parts: list[Part]
+    sections: list[tuple[str, int, int]] = field(default_factory=list)  # realism "full": (label, bar, bars)
+    realism: str = "off"
 
     @property
     def key(self) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .compose import compose_song
-from .plan import DRUM_CHANNEL, KITS, TICKS_PER_BEAT, Part, SongPlan
+from .plan import DRUM_CHANNEL, KITS, REALISM, TICKS_PER_BEAT, Part, SongPlan
 
 SOUNDFONT = Path(os.environ.get("STYLEMIX_SOUNDFONT", "/usr/share/sounds/sf2/FluidR3_GM.sf2"))
 FLUIDSYNTH = os.environ.get("STYLEMIX_FLUIDSYNTH", "fluidsynth")
@@ -145,16 +145,28 @@ def _lufs(x: np.ndarray, sr: int) -> float | None:
 
 def generate_song(out_dir: str | Path, seed: int, seconds: float = 30.0, sample_rate: int = 44100,
                   genre: str | None = None, *, song_id: str | None = None, n_stems: int | None = None,
-                  subtype: str = "PCM_24", soundfont: str | Path = SOUNDFONT,
-                  keep_midi: bool = False) -> Path:
+                  subtype: str = "PCM_24", soundfont: str | Path | None = None,
+                  keep_midi: bool = False, realism: str = "off", dry_mix: bool = True) -> Path:
     """Compose, render and store one song; returns the song folder ``out_dir/<song_id>``.
 
     Writes ``<stem>.flac`` per stem (peak at a random recording level in ``RECORDING_PEAK_DBFS``) and
     ``song.json`` last, so a folder with a song.json is complete. Same arguments give byte-identical files.
+
+    realism: ``"off"`` (default: the original songs, unchanged for existing seeds; ``soundfont`` defaults
+    to :data:`SOUNDFONT`) or ``"full"`` (:func:`training.synth.realistic.generate_real_song`: song form,
+    recorded drum kits, a soundfont drawn per song unless ``soundfont`` is given, bleed, noise floors and
+    a dry mix ``mix.flac`` unless ``dry_mix=False``; ``keep_midi`` is not supported there).
     """
     import soundfile as sf
 
-    soundfont = Path(soundfont)
+    if realism not in REALISM:
+        raise ValueError(f"unknown realism {realism!r}; choose from {list(REALISM)}")
+    if realism == "full":
+        from .realistic import generate_real_song
+
+        return generate_real_song(out_dir, seed, seconds, sample_rate, genre, song_id=song_id,
+                                  n_stems=n_stems, subtype=subtype, soundfont=soundfont, dry_mix=dry_mix)
+    soundfont = Path(soundfont) if soundfont is not None else SOUNDFONT
     if not have_fluidsynth(soundfont):
         raise RuntimeError(f"generating needs the fluidsynth program and the soundfont {soundfont}")
     plan = compose_song(seed, seconds, genre, n_stems)
@@ -213,24 +225,28 @@ def _song_job(args: tuple) -> Path:
 
 def generate(out_dir: str | Path, n_songs: int, seed: int, seconds: float = 30.0, sample_rate: int = 44100,
              jobs: int = 1, genre: str | None = None, progress: bool = True, subtype: str = "PCM_24",
-             soundfont: str | Path = SOUNDFONT) -> list[Path]:
+             soundfont: str | Path | None = None, realism: str = "off", dry_mix: bool = True) -> list[Path]:
     """Generate ``n_songs`` songs as ``out_dir/song_00000`` ... (``jobs`` songs at a time).
 
-    Songs whose song.json already exists with the same seed, length and rate are kept (resumable).
+    Songs whose song.json already exists with the same seed, length, rate and realism are kept
+    (resumable). ``realism`` and ``dry_mix`` as in :func:`generate_song`.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kwargs = {"seconds": seconds, "sample_rate": sample_rate, "genre": genre, "subtype": subtype,
-              "soundfont": str(soundfont)}
+              "soundfont": None if soundfont is None else str(soundfont), "realism": realism}
+    if realism == "full":
+        kwargs["dry_mix"] = dry_mix
     todo, done = [], []
     for i in range(n_songs):
         meta_path = out_dir / f"song_{i:05d}" / "song.json"
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
-            if (meta.get("seed"), meta.get("seconds"), meta.get("sample_rate")) == \
-                    (song_seed(seed, i), float(seconds), int(sample_rate)):
+            have = (meta.get("seed"), meta.get("seconds"), meta.get("sample_rate"),
+                    meta.get("realism", "off"))
+            if have == (song_seed(seed, i), float(seconds), int(sample_rate), realism):
                 done.append(meta_path.parent)
                 continue
         todo.append((str(out_dir), i, seed, kwargs))
