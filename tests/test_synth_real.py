@@ -343,21 +343,24 @@ def test_bleed_in_a_drum_stem(song):
     meta, stems, _ = synth.load_song(song)
     assert meta["bleed"]
     by_role = {s["role"]: s for s in meta["stems"]}
+    close = {"kick", "snare", "hats", "toms"}
     ratios = []
     for s in meta["stems"]:
+        assert not s["bleed"] or s["role"] in close
         for b in s["bleed"]:
-            src = by_role[b["from"]]
-            x, y = stems[src["name"]], stems[s["name"]]
+            assert b["from"] in realistic.BLEED_FROM[s["role"]] and b["from"] in by_role
+            assert realistic.BLEED_DB[0] <= b["db"] <= realistic.BLEED_DB[1]
+            assert realistic.BLEED_DELAY_MS[0] <= b["delay_ms"] <= realistic.BLEED_DELAY_MS[1]
             # the source shows up in the stem at the stated delay: the phase-transform (whitened)
-            # cross-correlation peaks there, above its level elsewhere in the first 50 ms (pairs without
-            # bleed stay below 6 here: they share only what both mics pick up from a third piece)
+            # cross-correlation there, against its largest value at 10-50 ms where no bleed path lies
+            x, y = stems[by_role[b["from"]]["name"]], stems[s["name"]]
             n = len(x)
             cross = np.fft.rfft(y, 2 * n) * np.conj(np.fft.rfft(x, 2 * n))
-            xc = np.abs(np.fft.irfft(cross / (np.abs(cross) + 1e-12), 2 * n))[: int(0.05 * SR)]
+            xc = np.abs(np.fft.irfft(cross / (np.abs(cross) + 1e-12), 2 * n))
             lag = int(round(b["delay_ms"] * 1e-3 * SR))
-            ratios.append((b["db"], float(xc[max(lag - 2, 0):lag + 3].max() / np.median(xc))))
-    assert ratios and min(r for _, r in ratios) > 4, ratios
-    assert max(ratios)[1] > 10, ratios  # the loudest bleed stands out clearly
+            ratios.append(float(xc[lag - 2:lag + 3].max() / xc[int(0.01 * SR):int(0.05 * SR)].max()))
+    # low, dark bleed (a kick in the snare mic) hides in the whitened correlation; the clearest stands out
+    assert ratios and max(ratios) > 10, ratios
 
 
 @needs_fluidsynth
@@ -400,3 +403,57 @@ def test_without_kits_drums_come_from_the_soundfont(tmp_path, monkeypatch):
     assert not (song / "mix.flac").exists()
     assert all(s["source"].startswith("fluidsynth:") for s in meta["stems"])
 
+
+
+# ----- the data set command and the training set-up ---------------------------------------------------
+
+
+def test_dataset_estimate_and_refusals(tmp_path, monkeypatch):
+    from training import datasets
+
+    est = datasets.estimate_synth(1000, 1, 30.0, 44100, 16, sample=6)
+    assert est["songs"] == 1000 and 4 <= est["channels_per_song"] <= 2 * synth.MAX_STEMS
+    wider = datasets.estimate_synth(1000, 1, 30.0, 44100, 24, sample=6)
+    shorter = datasets.estimate_synth(1000, 1, 30.0, 22050, 16, sample=6)
+    assert wider["mb_per_song"] > 1.5 * est["mb_per_song"]
+    assert shorter["mb_per_song"] == pytest.approx(est["mb_per_song"] / 2, rel=0.02)
+    assert est["gb_total"] == pytest.approx(est["mb_per_song"], rel=0.01)
+    lines = []
+    out = tmp_path / "ds"
+    datasets.synth_dataset(out, 1000, dry_run=True, log=lines.append)
+    assert lines[-1].startswith("estimate:") and "GB free" in lines[-1] and not out.exists()
+    # a data set that does not fit is refused before anything is written
+    monkeypatch.setattr(datasets, "SYNTH_STEM_BYTES_PER_S", {16: 1e12, 24: 1e12})
+    with pytest.raises(datasets.DatasetError, match="GB are free"):
+        datasets.synth_dataset(out, 1000, log=lines.append)
+    assert not out.exists()
+
+
+@needs_fluidsynth
+def test_dataset_command_resumes(tmp_path, capsys):
+    from training import datasets
+
+    out = tmp_path / "ds"
+    args = ["synth", str(out), "--seconds", "3", "--sample-rate", str(SR), "--seed", "5"]
+    assert datasets.main([*args, "--songs", "1"]) == 0
+    first = out / "song_00000"
+    stamp = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    assert datasets.main([*args, "--songs", "2"]) == 1  # a folder with songs needs --resume
+    assert "--resume" in capsys.readouterr().out
+    assert datasets.main([*args, "--songs", "2", "--resume", "--bits", "24"]) == 1  # other settings
+    assert "bits" in capsys.readouterr().out
+    assert datasets.main([*args, "--songs", "2", "--resume"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == stamp  # kept, not redone
+    meta = synth.read_song(out / "song_00001")
+    assert meta["realism"] == "full" and meta["seed"] == synth.song_seed(5, 1)
+    assert sf.info(str(out / "song_00001" / meta["stems"][0]["file"])).subtype == "PCM_16"
+    assert json.loads((out / "dataset.json").read_text())["bits"] == 16
+
+
+def test_training_packages_stay_out_of_the_app_setup():
+    root = Path(__file__).resolve().parents[1]
+    app = (root / "scripts" / "setup.sh").read_text()
+    train = (root / "scripts" / "setup-train.sh").read_text()
+    for pkg in ("hydrogen-drumkits", "musescore-general-soundfont-lossless"):
+        assert pkg not in app and pkg in train
+    assert "DPkg::Lock::Timeout=300" in train and "sudo" in train

@@ -4,9 +4,9 @@ Used by :func:`training.synth.compose.compose_song` when ``realism="full"``; the
 keeps the original arrangement (every part plays whole 4-bar sections, dropping out at random), so the
 songs of existing seeds do not change.
 
-* :func:`draw_sections` -- the song form: an optional intro (2 or 4 bars), then verses and choruses
-  (4 or 8 bars), a break (2 or 4 bars) after a chorus now and then, and an outro (2 or 4 bars) when the
-  song is long enough. Verses use the first groove/progression variant, choruses the second.
+* :func:`draw_sections` -- the song form: an optional intro (2 or 4 bars), then verses, choruses (4 or
+  8 bars) and breaks (2 or 4 bars) in one of the orders of :data:`FORMS`, and an outro (2 or 4 bars)
+  when the song is long enough. Verses use the first groove/progression variant, choruses the second.
 * :func:`activity` and :func:`settle` -- which bars each part plays: a per-role, per-section probability
   (:data:`PLAY_PROB`: vocals rarely in intros and breaks, drums often out of breaks, pads in breaks ...),
   vocal and lead phrases that breathe (a bar off now and then), and a few rules: kick, snare, bass and
@@ -59,6 +59,12 @@ OVERHEADS_PROB = 0.75
 DOUBLE_WIDTH = (0.85, 1.0)
 
 Section = tuple[str, int, int]  # (label, first bar, number of bars)
+#: Orders of the main sections after the intro (repeated as the song needs); one is drawn per song.
+FORMS = (("verse", "chorus", "verse", "chorus", "break", "chorus"),
+         ("verse", "verse", "chorus", "break", "chorus", "chorus"),
+         ("chorus", "verse", "chorus", "break", "verse", "chorus"),
+         ("verse", "break", "chorus", "verse", "chorus", "break"),
+         ("verse", "chorus", "break", "chorus", "verse", "chorus"))
 
 
 def draw_sections(rng: np.random.Generator, n_bars: int, bar_s: float) -> list[Section]:
@@ -69,24 +75,21 @@ def draw_sections(rng: np.random.Generator, n_bars: int, bar_s: float) -> list[S
         outro = 2 if (bar_s > 2.5 or rng.random() < 0.5) else 4
     end = n_bars - outro
     bar = 0
-    if rng.random() < 0.85:
+    if rng.random() < 0.8:
         intro = 2 if (bar_s > 2.5 or rng.random() < 0.6) else 4
         out.append(("intro", 0, min(intro, end)))
         bar = out[-1][2]
-    seq = ["verse", "chorus"]
-    k, choruses = 0, 0
+    form = FORMS[int(rng.integers(len(FORMS)))]
+    k = 0
     while bar < end:
-        label = seq[k % 2]
-        if label == "chorus":
-            choruses += 1
-        length = 8 if (bar_s < 2.2 and rng.random() < 0.4) else 4
+        label = form[k % len(form)]
+        if label == "break":
+            length = 2 if rng.random() < 0.6 else 4
+        else:
+            length = 8 if (bar_s < 2.2 and rng.random() < 0.4) else 4
         out.append((label, bar, min(length, end - bar)))
         bar += out[-1][2]
         k += 1
-        if label == "chorus" and bar < end - 4 and rng.random() < 0.5:
-            length = 2 if rng.random() < 0.6 else 4
-            out.append(("break", bar, min(length, end - bar)))
-            bar += out[-1][2]
     if outro:
         out.append(("outro", end, outro))
     return [s for s in out if s[2] > 0]
