@@ -38,7 +38,12 @@ SHELF_Q = 0.707
 
 def _role_of(name: str) -> str | None:
     head = name.split("_")[0]
-    return head if head in ROLE_MIX_LU else None
+    if head in ROLE_MIX_LU:
+        return head
+    from .engineer import role_of  # common names: "overheads" (realistic songs), "vox", "keys" ...
+
+    role = role_of(name)
+    return role if role in ROLE_MIX_LU else None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ preset's own stereo image narrowed to its width ("native") or two independent, s
 panned apart ("double"). :func:`generate_song` trims each stem to the song length, stores it at a random
 recording level and writes ``song.json`` last; :func:`generate` makes a resumable data set of songs.
 FluidSynth's float renderer is sample-exact from run to run, so the same seed gives byte-identical FLACs.
+``realism="full"`` hands a song to :func:`training.synth.realistic.generate_real_song` instead.
 """
 
 from __future__ import annotations
