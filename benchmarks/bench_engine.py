@@ -64,7 +64,8 @@ print("RESULT " + json.dumps({{"wall": wall, "cpu": cpu}}))
 
 SESSION = _PRELUDE + r"""
 import threading
-from core.playback import Player
+from core.playback import Player, use_short_switch_interval
+use_short_switch_interval()  # as the app does: the busy thread below stands for its GUI thread
 x = song(16, {seconds}); tp, mp = params(16); stereo = np.ones(16, bool)
 tp[:, TRACK.index("gain_db")] = -12.0
 B = {block}
