@@ -275,6 +275,20 @@ MASTER = Schema(
 )
 
 
+def _group_keys(schema: Schema, group: str) -> tuple[str, ...]:
+    return tuple(p.key for p in schema if p.group == group)
+
+
+#: The EQ controls in the order both consoles take them: gain, frequency and Q of each band, bands in
+#: :data:`EQ_BAND_KEYS` order (the same keys on the track strip and the master bus).
+EQ_KEYS = _group_keys(TRACK, "eq")
+#: The compressor controls in the order both consoles take them: threshold, ratio, attack, release,
+#: knee, makeup (the same keys on the track strip and the master bus).
+COMP_KEYS = _group_keys(TRACK, "dynamics")
+if (_group_keys(MASTER, "eq"), _group_keys(MASTER, "dynamics")) != (EQ_KEYS, COMP_KEYS):
+    raise RuntimeError("the master bus's EQ and compressor keys must be the track strip's, in its order")
+
+
 def fingerprint() -> str:
     """Short hash of everything that changes what a stored parameter vector means.
 

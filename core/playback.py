@@ -693,7 +693,7 @@ class Player:
         self._wake.set()
 
 
-@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine_kernels._strips_held
 def _crossfade_kernel(a, b, w, target, step, out):
     n = out.shape[0]
     for i in range(n):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .engine import _bq
+from .engine_kernels import _bq
 
 #: Meter windows (BS.1770 momentary and short-term; RMS like a VU-speed meter).
 MOMENTARY_S, SHORT_TERM_S, RMS_S = 0.4, 3.0, 0.3
@@ -41,7 +41,7 @@ class Meters:
 # --- meter kernels ------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine_kernels._strips_held
 def _meter_strips(cache, stereo, gains, n, ks, kz, peak, sq, kp):
     """Per strip after fader/pan: block peak and sum of squares per channel, K-weighted power sum."""
     c1 = (ks[0, 0], ks[0, 1], ks[0, 2], ks[0, 3], ks[0, 4])
@@ -74,7 +74,7 @@ def _meter_strips(cache, stereo, gains, n, ks, kz, peak, sq, kp):
             kp[t] += k
 
 
-@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine_kernels._strips_held
 def _meter_frames(buf, n, ks, kz, peak, sq):
     """Master meter on the output block ``buf (n, 2)``; returns the K-weighted power sum."""
     c1 = (ks[0, 0], ks[0, 1], ks[0, 2], ks[0, 3], ks[0, 4])
