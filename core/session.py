@@ -34,14 +34,11 @@ import numpy as np
 
 from .audio_io import SUPPORTED_RATES
 from .paramfile import MixParams, is_finite_number, read_json, short_repr, write_json_atomic
-from .params import MASTER, TRACK, Schema, fingerprint
+from .params import MASTER, STRENGTH_GROUPS, TRACK, Schema, fingerprint
 
 FORMAT = "stylemix-session"
 SESSION_VERSION = 1
 SUFFIX = ".stylemix"
-
-#: Groups with their own strength control: track groups from the schema, plus the whole master bus.
-STRENGTH_GROUPS = ("level", "eq", "dynamics", "pan", "master")
 
 
 class SessionError(ValueError):
