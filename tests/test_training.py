@@ -393,7 +393,7 @@ def test_train_checkpoints_logs_and_resumes(tmp_path, data):
     model, meta = load_checkpoint(out / "last.pt")
     assert meta["extra"]["step"] == 3 and meta["extra"]["method"] == 2
     assert model.config.embed_dim == TINY_MODEL["embed_dim"]
-    rows = list(csv.DictReader(open(out / "log.csv")))
+    rows = list(csv.DictReader((out / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3"]
     assert any(r["val_loss"] for r in rows)
 
@@ -401,7 +401,7 @@ def test_train_checkpoints_logs_and_resumes(tmp_path, data):
     assert resumed["step"] == 5
     _, meta = load_checkpoint(out / "last.pt")
     assert meta["extra"]["step"] == 5
-    rows = list(csv.DictReader(open(out / "log.csv")))
+    rows = list(csv.DictReader((out / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3", "4", "5"]
     state = torch.load(out / "last_state.pt", weights_only=True)
     assert state["step"] == 5 and state["epoch"] == 1
@@ -420,6 +420,7 @@ def test_method1_with_accumulation_and_init_from(tmp_path, data):
     assert trained.config.embed_dim == TINY_MODEL["embed_dim"]  # the initial checkpoint's config
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(tmp_path, data):
     """torchrun with 2 CPU processes: the gloo backend, gradients all-reduced, one checkpoint."""
     cfg_path = tmp_path / "ddp.json"
