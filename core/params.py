@@ -213,8 +213,6 @@ class Schema:
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate keys in schema {self.name}")
         for p in self.params:
-            if p.group not in GROUPS:
-                raise ValueError(f"{self.name} parameter {p.key} has unknown group '{p.group}'")
             if p.typical is not None and not p.min <= p.typical[0] < p.typical[1] <= p.max:
                 raise ValueError(f"{self.name} parameter {p.key}: typical range {p.typical[:2]} is not "
                                  f"inside {p.min:g}..{p.max:g}")
@@ -375,6 +373,10 @@ MASTER = Schema(
         + [Param("gain_db", "Master", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level")],
     ),
 )
+
+for _p in TRACK.params + MASTER.params:  # every console control has a group with its labels
+    if _p.group not in GROUPS:
+        raise RuntimeError(f"parameter {_p.key} has group '{_p.group}', which GROUP_TABLE lacks")
 
 #: Groups with their own strength control: the track groups the model predicts, in strip order, plus
 #: ``"master"`` (the whole master bus).
