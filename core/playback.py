@@ -1,5 +1,9 @@
 """Live playback of the streaming console: transport, loop, A/B, meters. No Qt.
 
+(About 700 lines: the three threads' hand-offs below are one protocol and read best in one place;
+metering, the publication ring and reference matching live in ``playback_meters``, ``playback_ring`` and
+``reference_match``.)
+
 Three threads meet here:
 
 * the **audio callback** (:meth:`Player.callback`, called by PortAudio through ``sounddevice``, or by a
