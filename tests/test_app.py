@@ -934,7 +934,7 @@ def test_pred_button_has_the_prediction_colour(window):
 
 
 def test_overview_shows_the_reference_while_ref_plays(qtbot, window):
-    from app.measure import envelope
+    from core.measure import envelope
 
     _open_demo(qtbot, window)
     _settle(qtbot, window)
