@@ -8,12 +8,17 @@ runs when a file is opened)::
      "state_dict": {...}, "extra": {...}}   # extra: JSON-like (training steps, metrics, data description)
 
 A checkpoint trained for another console schema (other parameters, ranges or scales) cannot drive this
-console; loading it raises :class:`CheckpointError` instead of producing wrong mixes.
+console; loading it raises :class:`CheckpointError` instead of producing wrong mixes. A checkpoint of an
+earlier version of this schema (:func:`core.params.schema_version`) is migrated when loaded
+(:func:`migrate_heads`): its weights drive the parameters it knows, bit for bit, and the heads' outputs
+for the parameters added since have zero weights and a bias that predicts their default exactly (a
+version 1 model, trained before the reverb, predicts every send off and a neutral return).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -23,7 +28,7 @@ import torch
 
 from core.fileio import atomic_write
 from core.model import MixController, ModelConfig
-from core.params import MASTER, TRACK, fingerprint
+from core.params import MASTER, TRACK, Schema, fingerprint, keys_of_version, schema_version
 
 FORMAT = "stylemix-model"
 FORMAT_VERSION = 1
@@ -105,19 +110,64 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not "
                               f"supported (this build reads version {FORMAT_VERSION})")
     schema, current = payload.get("schema"), fingerprint()
-    if schema != current:
+    version = schema_version(schema)
+    if version is None:
         raise CheckpointError(f"{path}: was trained for console schema {schema}, this build has {current}")
 
     config = _config_from_dict(path, payload.get("config"))
     model = MixController(config)
     try:
-        model.load_state_dict(payload["state_dict"])
+        state = payload["state_dict"]
+        model.load_state_dict(migrate_heads(state, version) if schema != current else state)
     except (KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: weights do not match the stored model config: {first}") from None
     model.to(map_location).eval()
     meta = {"config": config, "schema": schema, "extra": payload.get("extra", {}), "path": str(path)}
     return model, meta
+
+
+#: Bias of a head output whose default is at a range limit: the sigmoid gives exactly 0 or 1 there, in
+#: float32 and float64, so the parameter is exactly at its default (a send exactly off).
+_SATURATED_BIAS = 200.0
+_HEADS = (("track_head", TRACK), ("master_head", MASTER))
+
+
+def migrate_heads(state_dict: dict, version: int) -> dict:
+    """The weights of a model trained for schema ``version``, for this schema's heads.
+
+    Each head's last layer gets a row per predicted parameter of this schema: a parameter the old
+    schema had keeps its row (weights and bias, bit for bit, so its prediction does not change); a
+    parameter added since gets zero weights and the bias whose sigmoid is its default's unit value
+    (exactly 0 or 1 for a default at a range limit, e.g. a send at "off"). Other weights are kept.
+    """
+    out = dict(state_dict)
+    for head, schema in _HEADS:
+        w_key, b_key = f"{head}.net.2.weight", f"{head}.net.2.bias"
+        if w_key not in out or b_key not in out:
+            continue  # load_state_dict names what is missing
+        old_keys = [k for k in keys_of_version(schema, version) if schema[k].predicted]
+        weight, bias = out[w_key], out[b_key]
+        if weight.shape[0] != len(old_keys):
+            continue  # not the old head either: load_state_dict reports the mismatch
+        keys = [p.key for p in schema if p.predicted]
+        new_w = weight.new_zeros(len(keys), weight.shape[1])
+        new_b = torch.as_tensor(_default_bias(schema, keys), dtype=bias.dtype)
+        for i, key in enumerate(keys):
+            if key in old_keys:
+                j = old_keys.index(key)
+                new_w[i], new_b[i] = weight[j], bias[j]
+        out[w_key], out[b_key] = new_w, new_b
+    return out
+
+
+def _default_bias(schema: Schema, keys: list[str]) -> list[float]:
+    """Per key, the logit of its default's unit value (saturated at a range limit)."""
+    out = []
+    for key in keys:
+        u = schema[key].to_unit(schema[key].default)
+        out.append(-_SATURATED_BIAS if u <= 0.0 else _SATURATED_BIAS if u >= 1.0 else math.log(u / (1.0 - u)))
+    return out
 
 
 def _config_from_dict(path: Path, stored: Any) -> ModelConfig:

@@ -2,11 +2,14 @@
 
 Format (all values physical, keys from :mod:`core.params`)::
 
-    {"schema": "v1-…", "sample_rate": 44100,
+    {"schema": "v2-…", "sample_rate": 44100,
      "tracks": [{"file": "stems/bass.flac", "name": "bass", "stereo": false, "params": {"gain_db": -3.0, …}}],
      "master": {"gain_db": 0.0, …}}
 
-A file written for another console schema (fingerprint mismatch) is refused with a one-line error.
+A file written for another console schema (fingerprint mismatch) is refused with a one-line error. A
+file of an earlier version of this schema (:func:`core.params.schema_version`) is read with the controls
+added since at their defaults: a version 1 file (before the reverb) loads with every send off, so it
+mixes as it did.
 
 Parameter values are read by :func:`read_values` and written by :func:`values_json`, here and in
 sessions (:mod:`core.session`): strictly for params files (the first problem is an error), leniently
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import WriteGroup, atomic_write
-from .params import MASTER, TRACK, Schema, fingerprint
+from .params import MASTER, TRACK, Schema, fingerprint, keys_of_version, schema_version
 
 #: Params and session files larger than this are refused before they are read (a 64-track session is
 #: a few hundred kB).
@@ -159,13 +162,36 @@ def read_values(data, schema: Schema, where: str, *, warnings: list[str] | None 
     return vec
 
 
+class _Subset:
+    """The keys of ``schema`` that an earlier schema version had, for :func:`read_values`: a key added
+    since is unknown there; vectors keep the full schema's order and defaults."""
+
+    def __init__(self, schema: Schema, keys: tuple[str, ...]):
+        self.schema, self.name, self._keys = schema, schema.name, frozenset(keys)
+
+    def __contains__(self, key) -> bool:
+        return key in self._keys
+
+    def __getitem__(self, key: str):
+        return self.schema[key]
+
+    def index(self, key: str) -> int:
+        return self.schema.index(key)
+
+    def defaults(self):
+        return self.schema.defaults()
+
+
 def from_json(doc, path: str = "params") -> MixParams:
     """Validate a parsed params document; errors are one line naming ``path`` and the problem."""
     if not isinstance(doc, dict) or "tracks" not in doc or "master" not in doc:
         raise ParamsError(f"{path}: not a stylemix params file (needs 'schema', 'tracks', 'master')")
-    if doc.get("schema") != fingerprint():
+    version = schema_version(doc.get("schema"))
+    if version is None:
         raise ParamsError(f"{path}: made for console schema {short_repr(doc.get('schema'))}, "
                           f"this version uses {fingerprint()!r}")
+    # a file of an earlier schema version: the controls added since take their defaults (sends off)
+    old_track, old_master = (_Subset(s, keys_of_version(s, version)) for s in (TRACK, MASTER))
     tracks = doc["tracks"]
     if not isinstance(tracks, list) or not tracks:
         raise ParamsError(f"{path}: 'tracks' must be a non-empty list")
@@ -184,8 +210,8 @@ def from_json(doc, path: str = "params") -> MixParams:
         names.append(name)
         files.append(t.get("file") or "")
         stereo.append(bool(t.get("stereo", False)))
-        rows.append(read_values(t["params"], TRACK, f"{path}: track {short_repr(name)}"))
-    master = read_values(doc["master"], MASTER, f"{path}: master")
+        rows.append(read_values(t["params"], old_track, f"{path}: track {short_repr(name)}"))
+    master = read_values(doc["master"], old_master, f"{path}: master")
     sr = doc.get("sample_rate", 44100)
     if not isinstance(sr, int) or isinstance(sr, bool) or not 8000 <= sr <= 384000:
         raise ParamsError(f"{path}: sample_rate must be a whole number of Hz (8000 to 384000), "

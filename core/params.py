@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+#: Version of the console schema. 2: the reverb send (``send_db`` on every track) and the FX return's
+#: controls on the master bus (``reverb_*``).
+SCHEMA_VERSION = 2
 
 
 
@@ -45,6 +47,7 @@ GROUP_TABLE = (
     Group("eq", "EQ", "EQ", "EQ"),
     Group("dynamics", "COMPRESSOR", "compressor", "Dynamics"),
     Group("pan", "PAN", "pan", "Pan"),
+    Group("reverb", "REVERB", "reverb", "Reverb"),
 )
 #: Groups used by the app (strength blend, sections) and by refinement.
 GROUPS = tuple(g.key for g in GROUP_TABLE)
@@ -189,6 +192,30 @@ def _comp_params() -> list[Param]:
         Param("comp_release_ms", "Release", "ms", 10.0, 1000.0, 100.0, "log", "{:.0f}", "dynamics"),
         Param("comp_knee_db", "Knee", "dB", 0.0, 12.0, 6.0, "lin", "{:.1f}", "dynamics"),
         Param("comp_makeup_db", "Makeup", "dB", 0.0, 24.0, 0.0, "lin", "{:+.1f}", "dynamics"),
+    ]
+
+
+#: Sends at or below this level are off: their gain is exactly zero (:func:`core.reverb.send_gain`).
+SEND_OFF_DB = -60.0
+#: Above the floor, a send's gain fades in linearly over this many dB (so the gain is continuous and has
+#: a gradient at the floor: refinement can open a send that starts off).
+SEND_FADE_DB = 10.0
+
+
+def _send_params() -> list[Param]:
+    """The track's post-fader send to the shared reverb (default: off)."""
+    return [Param("send_db", "Reverb send", "dB", SEND_OFF_DB, 6.0, SEND_OFF_DB, "lin", "{:+.1f}", "reverb")]
+
+
+def _return_params() -> list[Param]:
+    """The FX return's controls (the reverb, :mod:`core.reverb`), in the order its arrays use."""
+    return [
+        Param("reverb_rt60_s", "Decay", "s", 0.1, 8.0, 1.5, "log", "{:.2f}", "reverb"),
+        Param("reverb_predelay_ms", "Pre-delay", "ms", 0.0, 200.0, 20.0, "lin", "{:.0f}", "reverb"),
+        Param("reverb_hf_ratio", "HF decay", "x", 0.1, 1.0, 0.5, "log", "{:.2f}", "reverb"),
+        Param("reverb_lowcut_hz", "Low cut", "Hz", 20.0, 1000.0, 150.0, "log", "{:.0f}", "reverb"),
+        Param("reverb_width", "Width", "", 0.0, 1.0, 1.0, "lin", "{:.2f}", "reverb"),
+        Param("reverb_return_db", "Return", "dB", -48.0, 12.0, 0.0, "lin", "{:+.1f}", "reverb"),
     ]
 
 
@@ -360,7 +387,8 @@ TRACK = Schema(
         + [
             Param("gain_db", "Fader", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level"),
             Param("pan", "Pan", "", -1.0, 1.0, 0.0, "lin", "{:+.2f}", "pan"),
-        ],
+        ]
+        + _send_params(),
     ),
 )
 
@@ -370,9 +398,21 @@ MASTER = Schema(
         "master",
         _eq_params(_TYPICAL_EQ_GAIN_DB["master"])
         + _comp_params()
-        + [Param("gain_db", "Master", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level")],
+        + [Param("gain_db", "Master", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level")]
+        + _return_params(),
     ),
 )
+
+#: The FX return's controls as a schema of their own (the master bus's ``"reverb"`` group, in its order):
+#: what :mod:`core.reverb` takes along the last axis of its parameter arrays.
+RETURN = Schema("reverb", tuple(p for p in MASTER if p.group == "reverb"))
+#: The per-track send.
+SEND = TRACK["send_db"]
+
+#: Keys each schema version added, by schema name: files of an earlier version lack them, and reading
+#: such a file fills them with their defaults (a send at its default is off, so an old mix sounds as
+#: it did). :func:`fingerprint` of an earlier version leaves them out.
+ADDED_IN = {2: {"track": ("send_db",), "master": RETURN.keys}}
 
 for _p in TRACK.params + MASTER.params:  # every console control has a group with its labels
     if _p.group not in GROUPS:
@@ -399,21 +439,38 @@ if (_group_keys(MASTER, "eq"), _group_keys(MASTER, "dynamics")) != (EQ_KEYS, COM
     raise RuntimeError("the master bus's EQ and compressor keys must be the track strip's, in its order")
 
 
-def fingerprint() -> str:
+def keys_of_version(schema: Schema, version: int) -> tuple[str, ...]:
+    """The keys ``schema`` had in schema ``version`` (in order): those added later left out."""
+    later = {k for v, added in ADDED_IN.items() if v > version for k in added.get(schema.name, ())}
+    return tuple(k for k in schema.keys if k not in later)
+
+
+def fingerprint(version: int = SCHEMA_VERSION) -> str:
     """Short hash of everything that changes what a stored parameter vector means.
 
     Stored in every checkpoint, params file and session; a mismatch means the file was made for a
-    different console and cannot be read as is.
+    different console and cannot be read as is, unless it is the fingerprint of an earlier version
+    (:func:`schema_version`), whose files are migrated. ``version``: the fingerprint an earlier
+    version of this schema had (its parameters, without those added since).
     """
     desc = {
-        "version": SCHEMA_VERSION,
+        "version": version,
         "eq_types": EQ_BAND_TYPES,
         "schemas": {
-            s.name: [(p.key, p.min, p.max, p.scale, p.predicted) for p in s.params] for s in (TRACK, MASTER)
+            s.name: [(p.key, p.min, p.max, p.scale, p.predicted) for p in s.params
+                     if p.key in keys_of_version(s, version)] for s in (TRACK, MASTER)
         },
     }
     blob = json.dumps(desc, sort_keys=True).encode()
-    return f"v{SCHEMA_VERSION}-" + hashlib.sha256(blob).hexdigest()[:12]
+    return f"v{version}-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def schema_version(fp) -> int | None:
+    """The schema version whose :func:`fingerprint` is ``fp``, or None (a foreign console)."""
+    for version in range(SCHEMA_VERSION, 0, -1):
+        if fp == fingerprint(version):
+            return version
+    return None
 
 
 def table(schema: Schema) -> str:

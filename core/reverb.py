@@ -42,12 +42,11 @@ Renderers:
   transforming its input). No latency, output identical for any block size, and a parameter change
   cross-fades linearly from the old to the new impulse response over :data:`XFADE_MS`.
 
-Integration (not done here; see ``docs/reverb.md``): :data:`SEND` moves verbatim into
-``core.params.TRACK`` and the :data:`RETURN` parameters into ``core.params.MASTER`` (or a third schema
-"return"), with ``"reverb"`` added to ``core.params.GROUPS`` and ``SCHEMA_VERSION`` bumped; old
-sessions and params files migrate by filling ``send_db`` with its default (off). The console adds
-:func:`render_return` of the post-fader track outputs to the stereo sum before the master bus, and the
-engine does the same with :class:`StreamingReverb` on the summed send bus.
+The controls are defined in the schema (``core.params``): :data:`SEND` is the track strip's
+``send_db``, :data:`RETURN` the master bus's ``"reverb"`` group. The torch console
+(:func:`core.console.render`) adds :func:`render_return` of the post-fader track outputs to the stereo
+sum before the master bus; the streaming engine does the same with :class:`StreamingReverb` on the
+summed send bus (``docs/reverb.md``).
 
 Shapes: ``B`` batch, ``N`` tracks, ``T`` samples, ``L`` impulse-response length.
 """
@@ -62,31 +61,8 @@ import numpy as np
 import scipy.fft as sfft
 from numba import njit
 
-from .params import Param, Schema
+from .params import RETURN, SEND, SEND_FADE_DB, SEND_OFF_DB  # noqa: F401 (the schema's; re-exported)
 
-# --- the parameters (to move into core/params.py verbatim) -------------------------------------------
-
-#: Sends at or below this level are off: their gain is exactly zero.
-SEND_OFF_DB = -60.0
-#: Above the floor, the send's gain fades in linearly over this many dB (so the gain is continuous and
-#: has a gradient at the floor: refinement can open a send that starts off).
-SEND_FADE_DB = 10.0
-
-#: Per-track control: post-fader send to the shared reverb.
-SEND = Param("send_db", "Reverb send", "dB", SEND_OFF_DB, 6.0, SEND_OFF_DB, "lin", "{:+.1f}", "reverb")
-
-#: The FX return's controls, in the order every array of reverb parameters uses along its last axis.
-RETURN = Schema(
-    "reverb",
-    (
-        Param("reverb_rt60_s", "Decay", "s", 0.1, 8.0, 1.5, "log", "{:.2f}", "reverb"),
-        Param("reverb_predelay_ms", "Pre-delay", "ms", 0.0, 200.0, 20.0, "lin", "{:.0f}", "reverb"),
-        Param("reverb_hf_ratio", "HF decay", "x", 0.1, 1.0, 0.5, "log", "{:.2f}", "reverb"),
-        Param("reverb_lowcut_hz", "Low cut", "Hz", 20.0, 1000.0, 150.0, "log", "{:.0f}", "reverb"),
-        Param("reverb_width", "Width", "", 0.0, 1.0, 1.0, "lin", "{:.2f}", "reverb"),
-        Param("reverb_return_db", "Return", "dB", -48.0, 12.0, 0.0, "lin", "{:+.1f}", "reverb"),
-    ),
-)
 _RT60, _PRE, _HF, _LOWCUT, _WIDTH, _RETURN = (RETURN.index(k) for k in RETURN.keys)
 
 # --- model constants -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A ``.stylemix`` file is what the desktop app opens and saves::
 
-    {"format": "stylemix-session", "version": 1, "schema": "v1-…", "sample_rate": 44100,
+    {"format": "stylemix-session", "version": 2, "schema": "v2-…", "sample_rate": 44100,
      "stems": [{"name": "bass", "file": "stems/bass.flac", "stereo": false, "mute": false,
                 "solo": false, "params": {…}, "predicted": {…}, "locks": ["gain_db", …]}],
      "reference": "ref.flac",
@@ -42,10 +42,11 @@ from .paramfile import (
     values_json,
     write_json_atomic,
 )
-from .params import MASTER, STRENGTH_GROUPS, TRACK, Schema, fingerprint
+from .params import ADDED_IN, MASTER, STRENGTH_GROUPS, TRACK, Schema, fingerprint
 
 FORMAT = "stylemix-session"
-SESSION_VERSION = 1
+#: 2: the reverb send on every strip and the FX return on the master bus (schema version 2).
+SESSION_VERSION = 2
 SUFFIX = ".stylemix"
 
 
@@ -214,8 +215,32 @@ def _load_path(stored: str, base_dir: str) -> str:
 
 # --- reading ----------------------------------------------------------------------------------------
 
+def _add_reverb(doc: dict) -> dict:
+    """Version 1 -> 2: every strip's send to the new reverb is off and the FX return at its defaults,
+    written out, so the session mixes as it did (a send at its default is off: exactly no reverb)."""
+    doc = dict(doc)
+    defaults = {"track": TRACK.default_dict(), "master": MASTER.default_dict()}
+    added = ADDED_IN[2]
+
+    def fill(values, schema: str):
+        if not isinstance(values, dict):
+            return values  # the reader reports it
+        return {**values, **{k: defaults[schema][k] for k in added[schema] if k not in values}}
+
+    stems = doc.get("stems")
+    if isinstance(stems, list):
+        doc["stems"] = [{**e, **{k: fill(e[k], "track") for k in ("params", "predicted") if k in e}}
+                        if isinstance(e, dict) else e for e in stems]
+    for key in ("master", "master_predicted"):
+        if key in doc:
+            doc[key] = fill(doc[key], "master")
+    if doc.get("schema") == fingerprint(1):  # the same console, plus the reverb
+        doc["schema"] = fingerprint()
+    return doc
+
+
 #: version -> function upgrading a document from that version to the next.
-_MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+_MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _add_reverb}
 
 
 def _migrate(doc: dict, where: str) -> dict:

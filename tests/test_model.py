@@ -10,7 +10,7 @@ import torch
 
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.model import MixController, ModelConfig, mel_filterbank
-from core.params import MASTER, TRACK, fingerprint
+from core.params import MASTER, TRACK, fingerprint, keys_of_version
 
 SR = 8000
 T = 4000  # 0.5 s
@@ -322,6 +322,63 @@ def test_checkpoint_schema_mismatch(tmp_path):
     assert "\n" not in msg
     assert str(path) in msg
     assert f"was trained for console schema v0-0123456789ab, this build has {fingerprint()}" in msg
+
+
+def _as_version_1(model: MixController, path) -> dict:
+    """Save ``model`` as a checkpoint of schema version 1 (before the reverb): heads without the rows of
+    the parameters added since. Returns the old heads' weights."""
+    save_checkpoint(path, model, model.config)
+    payload = torch.load(path, weights_only=True)
+    old = {}
+    for head, schema in (("track_head", TRACK), ("master_head", MASTER)):
+        keys = [p.key for p in schema if p.predicted]
+        rows = [keys.index(k) for k in keys_of_version(schema, 1) if schema[k].predicted]
+        for part in ("weight", "bias"):
+            name = f"{head}.net.2.{part}"
+            payload["state_dict"][name] = old[name] = payload["state_dict"][name][rows].clone()
+    payload["schema"] = fingerprint(1)
+    torch.save(payload, path)
+    return old
+
+
+def test_version_1_checkpoint_loads_with_sends_off(tmp_path):
+    """A model trained before the reverb: its predictions of the old parameters are unchanged, bit for
+    bit; every send is exactly off and the return at its defaults."""
+    model = tiny_model(seed=3)
+    old = _as_version_1(model, tmp_path / "v1.pt")
+    loaded, meta = load_checkpoint(tmp_path / "v1.pt")
+    assert meta["schema"] == fingerprint(1)
+    x, ref = audio(2, 3, 2, T), audio(2, 2, T, seed=2)
+    with torch.no_grad():
+        tu, mu = loaded(x, ref)
+        pt, pm = loaded.to_physical(tu, mu)
+        # the old model: the same network with the old heads' last layers
+        for head in ("track_head", "master_head"):
+            layer = getattr(loaded, head).net[2]
+            old_layer = torch.nn.Linear(layer.in_features, old[f"{head}.net.2.bias"].shape[0])
+            old_layer.weight.copy_(old[f"{head}.net.2.weight"])
+            old_layer.bias.copy_(old[f"{head}.net.2.bias"])
+            getattr(loaded, head).net[2] = old_layer
+        tu_old, mu_old = loaded(x, ref)
+    for schema, new, before in ((TRACK, tu, tu_old), (MASTER, mu, mu_old)):
+        keys = [p.key for p in schema if p.predicted]
+        kept = [keys.index(k) for k in keys_of_version(schema, 1) if schema[k].predicted]
+        assert torch.equal(new[..., kept], before)  # bit-identical
+    assert torch.all(pt[..., TRACK.index("send_db")] == TRACK["send_db"].min)  # exactly off
+    for p in MASTER:
+        if p.group == "reverb":
+            assert torch.allclose(pm[:, MASTER.index(p.key)], torch.tensor(p.default), rtol=1e-5, atol=1e-5)
+
+
+def test_shipped_checkpoint_loads_with_sends_off():
+    from core.predict import DEFAULT_MODEL_PATH
+
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip("no shipped model")
+    model, _ = load_checkpoint(DEFAULT_MODEL_PATH)
+    with torch.no_grad():
+        pt, _ = model.predict_params(audio(1, 2, 2, 44100, scale=0.05), audio(1, 2, 44100, seed=4, scale=0.05))
+    assert torch.all(pt[..., TRACK.index("send_db")] == TRACK["send_db"].min)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign", "wrong_weights", "missing"])

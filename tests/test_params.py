@@ -14,7 +14,19 @@ from core.paramfile import (
     read_params,
     write_params,
 )
-from core.params import MASTER, TRACK, fingerprint, table
+from core.params import (
+    GROUPS,
+    MASTER,
+    RETURN,
+    SCHEMA_VERSION,
+    SEND_OFF_DB,
+    STRENGTH_GROUPS,
+    TRACK,
+    fingerprint,
+    keys_of_version,
+    schema_version,
+    table,
+)
 
 
 @pytest.mark.parametrize("schema", [TRACK, MASTER])
@@ -59,10 +71,23 @@ def test_schema_lookup_and_errors():
 
 def test_fingerprint_stable_and_in_table():
     assert fingerprint() == fingerprint()
-    assert fingerprint().startswith("v1-")
+    assert fingerprint().startswith(f"v{SCHEMA_VERSION}-")
     text = table(TRACK)
     for p in TRACK:
         assert p.key in text
+
+
+def test_earlier_schema_fingerprint_is_the_shipped_one():
+    """Version 1 (before the reverb) hashes as it did then: files of that version are recognised."""
+    assert fingerprint(1) == "v1-d7203a85742a"
+    assert schema_version(fingerprint(1)) == 1 and schema_version(fingerprint()) == SCHEMA_VERSION
+    assert schema_version("v1-000000000000") is None
+    assert keys_of_version(TRACK, 1) == tuple(k for k in TRACK.keys if k != "send_db")
+    assert not any(k.startswith("reverb_") for k in keys_of_version(MASTER, 1))
+    # the reverb group, defined once: send per track (off by default), the return on the master bus
+    assert TRACK["send_db"].default == TRACK["send_db"].min == SEND_OFF_DB
+    assert RETURN.keys == tuple(p.key for p in MASTER if p.group == "reverb")
+    assert "reverb" in GROUPS and "reverb" in STRENGTH_GROUPS
 
 
 def test_format_has_unit():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.paramfile import MixParams
-from core.params import MASTER, TRACK, fingerprint
+from core.params import MASTER, TRACK, fingerprint, keys_of_version
 from core.session import (
     SESSION_VERSION,
     STRENGTH_GROUPS,
@@ -225,3 +225,68 @@ def test_demo_session_is_bundled():
     assert len(s) == 8 and s.missing() == [] and s.reference.endswith("reference.flac")
     doc = json.loads((ROOT / "assets" / "demo" / "demo.stylemix").read_text())
     assert all(not os.path.isabs(st["file"]) for st in doc["stems"])
+
+
+def _as_version_1(doc: dict) -> dict:
+    """A session document as version 1 (schema version 1, before the reverb) wrote it."""
+    old = json.loads(json.dumps(doc))
+    old["version"], old["schema"] = 1, fingerprint(1)
+    old_track, old_master = (set(keys_of_version(s, 1)) for s in (TRACK, MASTER))
+    for entry in old["stems"]:
+        for key in ("params", "predicted"):
+            entry[key] = {k: v for k, v in entry[key].items() if k in old_track}
+    for key in ("master", "master_predicted"):
+        old[key] = {k: v for k, v in old[key].items() if k in old_master}
+    old["strength"] = {k: v for k, v in old["strength"].items() if k != "reverb"}
+    return old
+
+
+def test_version_1_session_migrates_with_sends_off(tmp_path):
+    s = _session(tmp_path / "proj")
+    _edit(s)
+    s.params.tracks[:, TRACK.index("send_db")] = -12.0  # what version 1 cannot store
+    s.params.master[MASTER.index("reverb_rt60_s")] = 4.0
+    path = tmp_path / "proj" / "old.stylemix"
+    path.write_text(json.dumps(_as_version_1(s.to_json(str(path.parent)))))
+    assert "send_db" not in json.loads(path.read_text())["stems"][0]["params"]
+
+    back = load_session(path)
+    assert back.warnings == []  # a known earlier version: migrated, not "another console"
+    send = TRACK.index("send_db")
+    assert np.all(back.params.tracks[:, send] == TRACK["send_db"].min)  # off
+    assert np.all(back.predicted.tracks[:, send] == TRACK["send_db"].min)
+    reverb = MASTER.group_mask("reverb")
+    np.testing.assert_array_equal(back.params.master[reverb], MASTER.defaults()[reverb])
+    # everything version 1 stored is as it was
+    other = np.arange(len(TRACK)) != send
+    np.testing.assert_array_equal(back.params.tracks[:, other], s.params.tracks[:, other])
+    np.testing.assert_array_equal(back.params.master[~reverb], s.params.master[~reverb])
+    assert back.strength["reverb"] == 1.0 and back.strength["eq"] == 0.25
+    save_session(path, back)  # saved again: the current version
+    doc = json.loads(path.read_text())
+    assert doc["version"] == SESSION_VERSION == 2 and doc["schema"] == fingerprint()
+    assert doc["stems"][0]["params"]["send_db"] == TRACK["send_db"].min
+
+
+def test_version_1_params_file_migrates_with_sends_off(tmp_path):
+    from core.paramfile import ParamsError, read_params, write_params
+
+    mp = MixParams.defaults(["a", "b"])
+    mp.tracks[0, TRACK.index("gain_db")] = -4.0
+    mp.tracks[:, TRACK.index("send_db")] = 0.0
+    path = tmp_path / "old.json"
+    write_params(path, mp)
+    doc = json.loads(path.read_text())
+    doc["schema"] = fingerprint(1)
+    for t in doc["tracks"]:
+        t["params"].pop("send_db")
+    doc["master"] = {k: v for k, v in doc["master"].items() if not k.startswith("reverb_")}
+    path.write_text(json.dumps(doc))
+    back = read_params(path)
+    assert np.all(back.tracks[:, TRACK.index("send_db")] == TRACK["send_db"].min)
+    assert back.tracks[0, TRACK.index("gain_db")] == -4.0
+    # a version 1 file cannot hold a key of version 2: strict reading names it
+    doc["tracks"][0]["params"]["send_db"] = -3.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ParamsError, match="unknown track parameter 'send_db'"):
+        read_params(path)
