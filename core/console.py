@@ -1,8 +1,11 @@
 """The torch mixing console: batched, differentiable, no latency.
 
 Implements the signal flow of ``docs/console-spec.md`` exactly. Per track: trim -> 6-band EQ ->
-compressor -> fader -> pan; the unmasked tracks are summed; the master bus applies EQ -> compressor
--> master fader to the stereo sum. Parameters are *physical* values (dB, Hz, ms, ratio, pan position)
+compressor -> fader -> pan; the unmasked tracks are summed; each track also feeds a post-fader,
+post-pan send (``send_db``) to one shared reverb (:mod:`core.reverb`), whose FX return is added to
+the stereo sum; the master bus applies EQ -> compressor -> master fader to that sum. When every send
+is off (and no gradient is asked of the reverb's controls) the reverb is skipped: the mix is then
+bit-identical to a console without it. Parameters are *physical* values (dB, Hz, ms, ratio, pan position)
 in the order of :data:`core.params.TRACK` / :data:`core.params.MASTER` along the last axis; nothing
 here repeats a key's range or position -- every value is looked up by key.
 
@@ -61,7 +64,8 @@ from .console_kernels import (  # the compiled CPU passes and hand-written adjoi
     gain_computer_db,  # noqa: F401 (re-exported)
 )
 from .dsp import EQ, LEVEL_FLOOR, MAX_FREQ_FRACTION, RMS_MS  # noqa: F401 (re-exported)
-from .params import EQ_BAND_KEYS, EQ_BAND_TYPES, MASTER, TRACK, Schema
+from . import reverb
+from .params import EQ_BAND_KEYS, EQ_BAND_TYPES, MASTER, RETURN, TRACK, Schema
 
 #: Length (samples) of the EQ's impulse response that is applied, and so the zero padding of its FFT
 #: grid. The slowest-decaying response the schema allows (a +12 dB, Q 8 peak at 40 Hz) keeps -122 dB
@@ -82,6 +86,8 @@ def _indices(schema: Schema, keys) -> list[int]:
 
 _TRACK_EQ = _indices(TRACK, EQ.keys)
 _MASTER_EQ = _indices(MASTER, EQ.keys)
+_SEND = TRACK.index("send_db")
+_MASTER_RETURN = _indices(MASTER, RETURN.keys)  # the FX return's controls, in core.reverb's order
 # The gain computer's arguments in call order (the makeup gain is applied after it), schema keys.
 _DETECTOR_ARGS = ("comp_threshold_db", "comp_ratio", "comp_attack_ms", "comp_release_ms", "comp_knee_db")
 if set(_DETECTOR_ARGS) | {"comp_makeup_db"} != set(COMP.keys):
@@ -475,6 +481,19 @@ def _compress_mix(x, chan, group, n_groups, named, out_gain, sample_rate):
                                  chan, group, n_groups, _rms_coef(sample_rate))
 
 
+def reverb_active(track_params: torch.Tensor, master_params: torch.Tensor) -> bool:
+    """Whether the FX return can change the mix or its gradient: a send is open, or a gradient is
+    asked of a send or the return's controls (so that refinement can open a send that starts off)."""
+    send = track_params[..., _SEND]
+    if torch.is_grad_enabled() and (track_params.requires_grad or master_params.requires_grad):
+        return True
+    return bool((send > reverb.SEND_OFF_DB).any())
+
+
+def _return_params(master_params: torch.Tensor) -> torch.Tensor:
+    return master_params[..., _MASTER_RETURN]
+
+
 def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torch.Tensor,
            sample_rate: float, *, stereo=None, mask=None, return_tracks: bool = False,
            spectra: TrackSpectra | None = None):
@@ -486,15 +505,18 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
         master_params: ``(B, len(MASTER))`` physical values in MASTER order.
         sample_rate: Hz.
         stereo: ``(B, N)`` bool, True for stereo stems (pan acts as balance); default all True.
-        mask: ``(B, N)`` bool, False for padding or muted tracks, which contribute exactly nothing;
-            default all True.
-        return_tracks: also return each track after its pan ``(B, N, 2, T)`` (zero where masked).
+        mask: ``(B, N)`` bool, False for padding or muted tracks, which contribute exactly nothing
+            (to the sum and to the reverb send); default all True.
+        return_tracks: also return each track after its pan ``(B, N, 2, T)`` (zero where masked; the
+            dry signal, without its share of the reverb).
         spectra: :class:`TrackSpectra` of these ``tracks``, to render the same stems again cheaply;
             ignored if it was made for another tensor or ``tracks`` requires a gradient.
 
     Returns:
         ``mix (B, 2, T)``, or ``(mix, tracks_out)``. Differentiable with respect to ``tracks``,
-        ``track_params`` and ``master_params``; permutation-equivariant over tracks; no latency.
+        ``track_params`` and ``master_params`` (the reverb's controls included, see
+        :func:`reverb_active`); permutation-equivariant over tracks; no latency on the dry path. The
+        reverb's tail beyond ``T`` is cut, like the filters'.
     """
     stereo, mask = _check_inputs(tracks, track_params, master_params, stereo, mask)
     named = split_params(track_params, TRACK)
@@ -508,7 +530,8 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
     fir = _eq_fir(b, a, EQ_TAIL, gain=gain)  # trim folded in
     fir, m_fir = fir[:n_strips].reshape(*track_params.shape[:2], -1), fir[n_strips:]  # (B, N, L), (B, L)
     if tracks.device.type != "cpu":
-        return _render_torch(tracks, fir, m_fir, named, m_named, stereo, mask, sample_rate, return_tracks)
+        return _render_torch(tracks, fir, m_fir, named, m_named, stereo, mask, sample_rate, return_tracks,
+                             master_params if reverb_active(track_params, master_params) else None)
 
     # CPU: FFT filtering on rows, then the compressors, faders and pans and the sum in fused passes
     n_batch, n_tracks, chans, n_samples = tracks.shape
@@ -517,7 +540,18 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
     y, chan = _strip_rows(tracks, fir, spectra)
     out_gains = _output_gains(named, stereo, mask, torch.float64).reshape(n_batch * n_tracks, chans)
     group = torch.arange(n_batch).repeat_interleave(n_tracks)
-    bus = _compress_mix(y, chan, group, n_batch, named, out_gains, sample_rate)  # (B, 2, T)
+    if reverb_active(track_params, master_params):
+        # each strip twice in one pass: into the stereo sum, and by its send level into the send bus (on
+        # its own copy of the rows: the compressor's adjoint accumulates into a row from one strip only)
+        sends = reverb.send_gain(named["send_db"].reshape(-1).to(torch.float64))[:, None]
+        both = _compress_mix(torch.cat([y, y]), torch.cat([chan, chan + y.shape[0]]),
+                             torch.cat([group, group + n_batch]), 2 * n_batch,
+                             {k: torch.cat([v, v]) for k, v in named.items()},
+                             torch.cat([out_gains, out_gains * sends]), sample_rate)  # (2B, 2, T)
+        bus = both[:n_batch] + reverb.render_return(both[n_batch:], _return_params(master_params),
+                                                    sample_rate)
+    else:
+        bus = _compress_mix(y, chan, group, n_batch, named, out_gains, sample_rate)  # (B, 2, T)
     per_track = None
     if return_tracks:  # the same strips once more, kept apart (the mix does not depend on this)
         x = y.index_select(0, chan.reshape(-1)).reshape(tracks.shape)
@@ -533,12 +567,18 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
     return (mix, per_track) if return_tracks else mix
 
 
-def _render_torch(tracks, fir, m_fir, named, m_named, stereo, mask, sample_rate, return_tracks):
-    """:func:`render` by torch operations on whole tensors (devices other than the CPU)."""
+def _render_torch(tracks, fir, m_fir, named, m_named, stereo, mask, sample_rate, return_tracks,
+                  master_params=None):
+    """:func:`render` by torch operations on whole tensors (devices other than the CPU); the FX return
+    when ``master_params`` is given."""
     x = _filter_fft(tracks, fir)
     gain, _ = _linked_gain(x, *_comp_args(named), sample_rate)  # (B, N, T)
     per_track = x * gain.unsqueeze(-2) * _output_gains(named, stereo, mask, x.dtype)
-    bus = _filter_fft(per_track.sum(dim=1), m_fir)  # (B, 2, T)
+    bus = per_track.sum(dim=1)
+    if master_params is not None:
+        bus = bus + reverb.render_return(reverb.send_bus(per_track, named["send_db"]),
+                                         _return_params(master_params), sample_rate)
+    bus = _filter_fft(bus, m_fir)  # (B, 2, T)
     m_gain, _ = _linked_gain(bus, *_comp_args(m_named), sample_rate)
     mix = _master_stage(bus, m_named, m_gain)
     return (mix, per_track) if return_tracks else mix
@@ -582,6 +622,31 @@ class _OverlapAddEQ:
         y = y[..., : n + self.taps - 1]  # the chunk's full linear convolution
         if self.carry is not None:
             y[..., : self.taps - 1] += self.carry
+        self.carry = y[..., n:]
+        return y[..., :n]
+
+
+class _OverlapAddReturn:
+    """The FX return chunk by chunk: ``fx(per_track (B, N, 2, n)) -> (B, 2, n)``. The impulse responses
+    are built and transformed once; each chunk's tail is carried into the following chunks."""
+
+    def __init__(self, sends: torch.Tensor, params: torch.Tensor, sample_rate: float, chunk: int):
+        self.sends = sends[..., None, None]  # (B, N, 1, 1) linear
+        h = reverb.impulse_response(params, int(sample_rate))  # (B, 2, L)
+        self.taps = h.shape[-1]
+        self.n_fft = next_fast_len(chunk + self.taps - 1, real=True)
+        gain = db_to_amp(params[:, RETURN.index("reverb_return_db")])
+        self.resp = torch.fft.rfft(h * gain[:, None, None], n=self.n_fft)  # (B, 2, F)
+        self.carry = None
+
+    def __call__(self, per_track: torch.Tensor) -> torch.Tensor:
+        n = per_track.shape[-1]
+        bus = (per_track * self.sends.to(per_track.dtype)).sum(1)  # (B, 2, n)
+        mono = (bus[:, 0] + bus[:, 1]) * (1.0 / math.sqrt(2.0))
+        y = torch.fft.irfft(torch.fft.rfft(mono, n=self.n_fft)[:, None] * self.resp, n=self.n_fft)
+        y = y[..., :n + self.taps - 1]
+        if self.carry is not None:
+            y[..., :self.carry.shape[-1]] += self.carry
         self.carry = y[..., n:]
         return y[..., :n]
 
@@ -633,6 +698,9 @@ def render_long(tracks, track_params: torch.Tensor, master_params: torch.Tensor,
     compressors carry their detector and gain states from chunk to chunk, so the result does not
     depend on ``chunk`` and agrees with :func:`render` to better than -80 dB.
 
+    The FX return is convolved chunk by chunk and overlap-added, so the reverb rings across chunk
+    boundaries; its tail beyond ``T`` is cut, as in :func:`render`.
+
     Args:
         tracks: ``(B, N, 2, T)`` tensor or numpy array (a ``numpy.memmap`` keeps the stems on disk:
             only ``chunk`` samples of them are in memory at a time).
@@ -666,6 +734,8 @@ def render_long(tracks, track_params: torch.Tensor, master_params: torch.Tensor,
     out_gains = _output_gains(named, stereo.to(device), None if mask is None else mask.to(device), dtype)
     track_comp = _StreamingGain(*_comp_args(named), sample_rate)
     master_comp = _StreamingGain(*_comp_args(m_named), sample_rate)
+    fx = (_OverlapAddReturn(reverb.send_gain(named["send_db"]), _return_params(master_params).to(dtype),
+                            sample_rate, chunk) if reverb_active(track_params, master_params) else None)
 
     mix = torch.empty(n_batch, 2, n_samples, dtype=dtype, device=device)
     per_track = torch.empty(shape, dtype=dtype, device=device) if return_tracks else None
@@ -676,6 +746,9 @@ def render_long(tracks, track_params: torch.Tensor, master_params: torch.Tensor,
         x *= out_gains
         if per_track is not None:
             per_track[..., start:stop] = x
-        bus = master_eq(x.sum(dim=1))
+        bus = x.sum(dim=1)
+        if fx is not None:
+            bus = bus + fx(x)
+        bus = master_eq(bus)
         mix[..., start:stop] = _master_stage(bus, m_named, master_comp(bus))
     return (mix, per_track) if return_tracks else mix

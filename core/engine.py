@@ -8,7 +8,10 @@ export and what the model was trained on.
 
 Per track: trim -> six biquads (direct form II transposed, float64 state) -> compressor (RMS
 detector, mean-linked stereo, soft knee, attack/release gain ballistics, makeup) -> *cache* ->
-fader and pan -> sum. Master bus: six biquads -> compressor -> master fader. Each track's output
+fader and pan -> sum, and by the track's send level into the send bus. FX return: the send bus
+through the shared reverb (:class:`core.reverb.StreamingReverb`: partitioned convolution, no latency,
+cross-fades on edits), added to the sum. Master bus: six biquads -> compressor -> master fader.
+While every send is off and the reverb's tail has died away, the reverb is not run at all. Each track's output
 after its compressor is kept per block (``cache``), so fader, pan, mute, solo and every master
 control can be changed without filtering any track again.
 
@@ -48,7 +51,8 @@ from .engine_kernels import (
     _sum_bus,
     _track_out,
 )
-from .params import COMP_KEYS, EQ_BAND_KEYS, EQ_KEYS, MASTER, TRACK
+from .params import COMP_KEYS, EQ_BAND_KEYS, EQ_KEYS, MASTER, RETURN, TRACK
+from .reverb import MAX_CHUNK, ReverbKernel, StreamingReverb, max_ir_length, send_gain
 
 N_BANDS = len(EQ_BAND_KEYS)
 
@@ -71,7 +75,11 @@ _M_COMP = [MASTER.index(k) for k in COMP_KEYS]
 _THR, _RATIO, _ATT, _REL, _KNEE, _MAKEUP = (COMP_KEYS.index(k) for k in (
     "comp_threshold_db", "comp_ratio", "comp_attack_ms", "comp_release_ms", "comp_knee_db", "comp_makeup_db"))
 _M_GAIN = MASTER.index("gain_db")
+_T_SEND = TRACK.index("send_db")
+_M_RETURN = [MASTER.index(k) for k in RETURN.keys]  # in core.reverb's order
+_M_RETURN_DB = MASTER.index("reverb_return_db")
 _T_STRIP_SET, _M_EQ_SET, _M_COMP_SET = frozenset(_T_STRIP), frozenset(_M_EQ), frozenset(_M_COMP)
+_M_RETURN_SET = frozenset(_M_RETURN)
 
 
 # --- parameter design (numpy, float64) -----------------------------------------------------------------
@@ -139,6 +147,24 @@ def _out_gain(track: np.ndarray, stereo, mute, solo) -> np.ndarray:
     return pan_law(track[:, _T_PAN], stereo) * gain[:, None]
 
 
+def _send_out(track: np.ndarray, out_gain: np.ndarray) -> np.ndarray:
+    """(N, 2) post-fader, post-pan send gains: the output gains x each track's send level."""
+    return out_gain * send_gain(track[:, _T_SEND])[:, None]
+
+
+def _return_kernel(master: np.ndarray, send_out: np.ndarray, sample_rate: int,
+                   previous: ReverbKernel | None) -> ReverbKernel | None:
+    """The reverb's impulse response for the return's controls: ``previous`` when they give the same
+    one; built when a send is open or a reverb was already in use (its tail may still ring); else None
+    (every send off: nothing to build)."""
+    params = master[_M_RETURN]
+    if previous is not None and previous.same_response(params):
+        return previous
+    if previous is None and not np.any(send_out):
+        return None
+    return ReverbKernel.build(params, sample_rate)
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, copy=True)
     a.setflags(write=False)
@@ -169,6 +195,9 @@ class Snapshot:
     m_eq_gain: float  # master EQ gain, applied to the sum
     m_comp: np.ndarray  # (8,)
     m_gain: float  # master fader, linear
+    send_out: np.ndarray = None  # (N, 2) post-fader send gains (0: send off)
+    reverb: ReverbKernel | None = None  # the return's impulse response (None: every send off, none yet)
+    return_gain: float = 1.0  # the return level, linear
     version: int = 0
     #: what :meth:`edit` derived this snapshot from (weak) and which strips it filters differently
     parent: object = field(default=None, repr=False)
@@ -196,9 +225,11 @@ class Snapshot:
         return cls._assemble(track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version)
 
     @classmethod
-    def _assemble(cls, track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version):
+    def _assemble(cls, track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version,
+                  reverb=None):
         trim = 10.0 ** (track[:, _T_TRIM] / 20.0)
         out_gain = _out_gain(track, stereo, mute, solo)
+        send_out = _send_out(track, out_gain)
         m_sos, m_eq_gain = design_sos(master[_M_EQ], sample_rate)
         return cls(
             track=_frozen(track), master=_frozen(master), stereo=_frozen(stereo), mute=_frozen(mute),
@@ -206,7 +237,9 @@ class Snapshot:
             eq_gain=_frozen(eq_gain), sos=_frozen(sos), comp=_frozen(comp), out_gain=_frozen(out_gain),
             m_sos=_frozen(m_sos), m_eq_gain=float(m_eq_gain),
             m_comp=_frozen(_comp_constants(master[_M_COMP], sample_rate)),
-            m_gain=float(10.0 ** (master[_M_GAIN] / 20.0)), version=int(version),
+            m_gain=float(10.0 ** (master[_M_GAIN] / 20.0)), send_out=_frozen(send_out),
+            reverb=_return_kernel(master, send_out, sample_rate, reverb),
+            return_gain=float(10.0 ** (master[_M_RETURN_DB] / 20.0)), version=int(version),
         )
 
     def replace(self, track_params=None, master_params=None, mute=None, solo=None) -> Snapshot:
@@ -224,7 +257,7 @@ class Snapshot:
             sos[changed], eq_gain[changed] = design_sos(track[changed][:, _T_EQ], self.sample_rate)
             comp[changed] = _comp_constants(track[changed][:, _T_COMP], self.sample_rate)
         return self._assemble(track, master, self.stereo, mute, solo, self.sample_rate, sos, eq_gain, comp,
-                              self.version + 1)
+                              self.version + 1, self.reverb)
 
     def strip_changes(self, track_params) -> np.ndarray:
         """(N,) bool: tracks whose trim, EQ or compressor differ from this snapshot's."""
@@ -248,7 +281,7 @@ class Snapshot:
         :meth:`replace`'s, not clipped here."""
         track, master = self.track, self.master
         strips: set[int] = set()
-        gains = new_m_eq = new_m_comp = new_m_gain = False
+        gains = new_m_eq = new_m_comp = new_m_gain = new_return = False
         for t, key, value in items:
             t = int(t)
             if t < 0:
@@ -259,6 +292,7 @@ class Snapshot:
                 new_m_eq |= i in _M_EQ_SET
                 new_m_comp |= i in _M_COMP_SET
                 new_m_gain |= i == _M_GAIN
+                new_return |= i in _M_RETURN_SET
             else:
                 i = TRACK.index(key)
                 if track is self.track:
@@ -266,7 +300,7 @@ class Snapshot:
                 track[t, i] = value
                 if i in _T_STRIP_SET:
                     strips.add(t)
-                gains |= i in (_T_GAIN, _T_PAN)
+                gains |= i in (_T_GAIN, _T_PAN, _T_SEND)
         sr = self.sample_rate
         sos, eq_gain, comp, pre_gain = self.sos, self.eq_gain, self.comp, self.pre_gain
         changed = np.zeros(self.n_tracks, bool)
@@ -277,9 +311,13 @@ class Snapshot:
             sos[rows], eq_gain[rows] = design_sos(track[rows][:, _T_EQ], sr)
             comp[rows] = _comp_constants(track[rows][:, _T_COMP], sr)
             pre_gain[rows] = 10.0 ** (track[rows, _T_TRIM] / 20.0) * eq_gain[rows]
-        out_gain = self.out_gain
+        out_gain, send_out, kernel, return_gain = self.out_gain, self.send_out, self.reverb, self.return_gain
         if gains:
             out_gain = _out_gain(track, self.stereo, self.mute, self.solo)
+            send_out = _frozen(_send_out(track, out_gain))
+        if gains or new_return:
+            kernel = _return_kernel(master, send_out, sr, self.reverb)
+            return_gain = float(10.0 ** (master[_M_RETURN_DB] / 20.0))
         m_sos, m_eq_gain, m_comp, m_gain_lin = self.m_sos, self.m_eq_gain, self.m_comp, self.m_gain
         if new_m_eq:
             m_sos, m_eq_gain = design_sos(master[_M_EQ], sr)
@@ -297,7 +335,8 @@ class Snapshot:
             sos=_frozen(sos) if strips else sos, comp=_frozen(comp) if strips else comp,
             out_gain=_frozen(out_gain) if gains else out_gain, m_sos=m_sos, m_eq_gain=m_eq_gain,
             m_comp=m_comp,
-            m_gain=m_gain_lin, version=self.version + 1, parent=weakref.ref(self), changed=changed,
+            m_gain=m_gain_lin, send_out=send_out, reverb=kernel, return_gain=return_gain,
+            version=self.version + 1, parent=weakref.ref(self), changed=changed,
         )
 
 
@@ -310,7 +349,8 @@ class EngineState:
     """Every filter and compressor state of a console; cheap to copy (a few hundred floats per track).
 
     ``tz (N, 6, 2, 2)``: per track, section, channel, the two DF2T states; ``tc (N, 2)``: detector
-    envelope and gain; ``mz (6, 2, 2)``, ``mc (2,)``: the master bus's.
+    envelope and gain; ``mz (6, 2, 2)``, ``mc (2,)``: the master bus's. The reverb's state (megabytes)
+    is not here: :attr:`StreamingConsole.fx` has its own checkpoints (:meth:`FxReturn.checkpoint`).
     """
 
     __slots__ = ("tz", "tc", "mz", "mc")
@@ -348,6 +388,77 @@ class EngineState:
         new = EngineState(self.tz.shape[0])
         new.copy_from(self)
         return new
+
+
+class FxReturn:
+    """The FX return of a streaming console: the send bus through the shared reverb.
+
+    The reverb (:class:`core.reverb.StreamingReverb`) is made when a send first opens and runs while
+    a send is open or its tail may still ring; once every send has been off for longer than the
+    longest impulse response, its output is exactly zero and it is not run (:meth:`process` returns
+    None), so a console whose sends are off costs nothing more and mixes bit-identically to one
+    without a reverb. Edits of the return's controls reach it through the snapshot
+    (:attr:`Snapshot.reverb`, :attr:`Snapshot.return_gain`) and cross-fade.
+    """
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = int(sample_rate)
+        self.reverb: StreamingReverb | None = None
+        self.limit = max_ir_length(self.sample_rate) + 2 * MAX_CHUNK  # silent input after which it rests
+        self.idle = self.limit  # frames of silent input fed (at rest: nothing sounds)
+        self.fed: np.ndarray | None = None  # the send bus of the last block mixed (None: sends off)
+
+    @property
+    def resting(self) -> bool:
+        return self.idle >= self.limit
+
+    def process(self, bus: np.ndarray | None, n: int, snap: Snapshot, clock: int = 0) -> np.ndarray | None:
+        """The wet return ``(2, n)`` float64 for send bus ``bus (2, n)`` (None: every send off in this
+        block); None when the reverb rests (its output would be exactly zero).
+
+        ``clock``: the block's first frame on the timeline the console renders (the song frame). A
+        reverb at rest wakes there, as if it had been fed silence until then, so that where a render
+        starts, or in which blocks, does not change its output.
+        """
+        self.fed = bus
+        silent = bus is None or not np.any(bus)
+        if silent:
+            if self.resting:
+                return None
+            if bus is None:
+                bus = np.zeros((2, n))
+        kernel = snap.reverb
+        if kernel is None:  # sends off and no response built: only a ringing reverb keeps going
+            if self.reverb is None:
+                return None
+            kernel = self.reverb.kernel
+        if self.reverb is None:
+            self.reverb = StreamingReverb(self.sample_rate, snap.master[_M_RETURN], kernel=kernel)
+            self.reverb.t = int(clock)  # silent so far: only the block grid's phase is set
+        elif self.resting:  # waking up: nothing sounds, so start afresh with the current settings
+            self.reverb.reset(kernel, snap.return_gain, t=int(clock))
+        else:
+            if kernel is not self.reverb.kernel:
+                self.reverb.set_kernel(kernel)
+            if snap.return_gain != self.reverb.return_gain:
+                self.reverb.set_return_gain(snap.return_gain)
+        self.idle = self.idle + n if silent else 0
+        return self.reverb.process(bus)
+
+    def reset(self) -> None:
+        """At rest (after a seek: silence before the new position)."""
+        self.idle = self.limit
+
+    def checkpoint(self):
+        """The state, for :meth:`restore` (the reverb's whole state while it is not at rest: ~6 MB)."""
+        if self.reverb is None or self.resting:
+            return (self.limit, None)
+        return (self.idle, self.reverb.checkpoint())
+
+    def restore(self, state) -> None:
+        self.idle, saved = state
+        if saved is not None:
+            self.reverb.restore(saved)
 
 
 # --- the engine ------------------------------------------------------------------------------------------
@@ -443,7 +554,9 @@ class StreamingConsole:
         self._env = np.zeros((n, 0))  # detector scratch, one row per track (threads never share one)
         self._menv = np.zeros(0)
         self._no_tail = (np.zeros(0, np.int64), np.zeros(0))
-        self._applied_gain = (self.snapshot.out_gain, self.snapshot.m_gain)
+        self._send = np.zeros((2, 0))
+        self.fx = FxReturn(self.sample_rate)
+        self._applied_gain = self._gains(self.snapshot)
 
     # -- sizes ---------------------------------------------------------------------------------------
     @property
@@ -463,8 +576,14 @@ class StreamingConsole:
     def reset(self, position: int = 0) -> None:
         """Initial state (silence before ``position``) and move the playhead to ``position``."""
         self.state.reset()
+        self.fx.reset()
         self.position = int(position)
-        self._applied_gain = (self.snapshot.out_gain, self.snapshot.m_gain)
+        self._applied_gain = self._gains(self.snapshot)
+
+    @staticmethod
+    def _gains(snap: Snapshot) -> tuple:
+        """What :meth:`mix` ramps from in the next block: ``(out_gain, master fader, send gains)``."""
+        return snap.out_gain, snap.m_gain, snap.send_out
 
     def close(self) -> None:
         if self._pool is not None:
@@ -513,20 +632,38 @@ class StreamingConsole:
             f.result()
 
     def mix(self, cache: np.ndarray, n: int, out: np.ndarray, *, snapshot=None,
-            state: EngineState | None = None, from_gains=None) -> float:
+            state: EngineState | None = None, from_gains=None, clock: int | None = None) -> float:
         """Sum the cached strips through fader/pan and the master bus into ``out (2, n)`` float32.
 
-        ``from_gains``: ``(out_gain (N, 2), master fader)`` in effect before this block; the change
-        to the snapshot's gains is ramped over :data:`GAIN_RAMP` samples. Returns the master
-        compressor's smallest gain in the block.
+        ``from_gains``: ``(out_gain (N, 2), master fader[, send gains (N, 2)])`` in effect before this
+        block; the change to the snapshot's gains is ramped over :data:`GAIN_RAMP` samples. The FX
+        return (:attr:`fx`) advances by the block; ``clock``: the block's first song frame (default
+        :attr:`position`), see :meth:`FxReturn.process`. Returns the master compressor's smallest gain
+        in the block.
         """
         snap = self.snapshot if snapshot is None else snapshot
         st = self.state if state is None else state
         if self._bus.shape[1] < n:
             self._bus = np.zeros((2, n))
             self._menv = np.zeros(n)
-        g0, f0 = (snap.out_gain, snap.m_gain) if from_gains is None else from_gains
+        g0, f0 = (snap.out_gain, snap.m_gain) if from_gains is None else from_gains[:2]
+        s0 = snap.send_out if from_gains is None or len(from_gains) < 3 else from_gains[2]
         ramp = min(GAIN_RAMP, n)
+        self.fx.fed = None
+        sends = bool(np.any(s0)) or bool(np.any(snap.send_out))
+        if sends or not self.fx.resting:
+            send = None
+            if sends:
+                if self._send.shape[1] < n:
+                    self._send = np.zeros((2, n))
+                _sum_bus(cache, self.stereo, s0, snap.send_out, ramp, n, 1.0, self._send)
+                send = self._send[:, :n]
+            wet = self.fx.process(send, n, snap, self.position if clock is None else clock)
+            _sum_bus(cache, self.stereo, g0, snap.out_gain, ramp, n, snap.m_eq_gain, self._bus)
+            if wet is not None:
+                self._bus[:, :n] += wet * snap.m_eq_gain
+            return _master(self._bus, n, snap.m_sos, snap.m_comp, st.mz, st.mc, f0, snap.m_gain, ramp,
+                           self._menv, out)
         if self.hold_gil:
             return _mix_held(cache, self.stereo, g0, snap.out_gain, ramp, n, snap.m_eq_gain, self._bus,
                              snap.m_sos, snap.m_comp, st.mz, st.mc, f0, snap.m_gain, self._menv, out)
@@ -542,8 +679,10 @@ class StreamingConsole:
         _track_out(cache, t, bool(self.stereo[t]), g0, snap.out_gain, min(GAIN_RAMP, n), n, out)
 
     # -- simple streaming ------------------------------------------------------------------------------
-    def process(self, n: int, out: np.ndarray | None = None, cache: np.ndarray | None = None) -> np.ndarray:
-        """Render the next ``n`` frames of the mix (silence past the end of the stems): ``(2, n)``."""
+    def process(self, n: int, out: np.ndarray | None = None, cache: np.ndarray | None = None,
+                clock: int | None = None) -> np.ndarray:
+        """Render the next ``n`` frames of the mix (silence past the end of the stems): ``(2, n)``.
+        ``clock``: see :meth:`mix`."""
         n = int(n)
         out = np.empty((2, n), np.float32) if out is None else out
         if cache is None or cache.shape[2] < n:
@@ -551,8 +690,8 @@ class StreamingConsole:
         idx = frame_indices(self.position, n, self.n_frames)
         snap = self.snapshot
         self.render_strips(idx, cache, snapshot=snap)
-        self.mix(cache, n, out, snapshot=snap, from_gains=self._applied_gain)
-        self._applied_gain = (snap.out_gain, snap.m_gain)
+        self.mix(cache, n, out, snapshot=snap, from_gains=self._applied_gain, clock=clock)
+        self._applied_gain = self._gains(snap)
         self.position += n
         return out
 
@@ -611,7 +750,7 @@ def render_stream(stems, stereo, track_params, master_params, sample_rate: int, 
                 source.read_block(start, n, buf)
                 con.position = 0  # the console reads frames 0..n of the block buffer
             dest = out[:, start:start + n] if out is not None else tmp[:, :n]
-            con.process(n, out=dest, cache=cache)
+            con.process(n, out=dest, cache=cache, clock=start)
             if source is not None:
                 con.position = start + n
             if on_block is not None:

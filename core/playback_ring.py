@@ -4,7 +4,9 @@ Two halves of :class:`core.playback.Player`'s ring (see :mod:`core.playback` for
 
 * :class:`Lane` -- one console being played (A, or a console as B): its streaming engine and, per ring
   slot, every track's output after its compressor and a checkpoint of the engine's state at the
-  block's start, so that an edit re-renders only what it changes;
+  block's start, so that an edit re-renders only what it changes. The reverb's state (several MB) is
+  checkpointed every few blocks instead, with the send bus of each block: going back to a block
+  restores the checkpoint before it and feeds the reverb the blocks in between again;
 * :class:`BlockRing` -- the finished blocks as the audio callback reads them, published without locks.
 """
 
@@ -43,6 +45,16 @@ class Lane:
         self.slots = slots
         self._preroll_cache = np.zeros((n, 2, 0), np.float32)
         self._preroll_out = np.zeros((2, 0), np.float32)
+        # the FX return: a checkpoint every `fx_every` blocks, and the send bus and snapshot of the last
+        # `fx_keep` blocks, so that any block that can be taken back is reached from a checkpoint
+        self.fx_every = max(1, slots // 2)
+        self.fx_keep = slots + self.fx_every
+        self.fx_ck: dict[int, tuple] = {}
+        self.fx_in = np.zeros((self.fx_keep, 2, block))
+        self.fx_on = np.zeros(self.fx_keep, bool)
+        self.fx_snap: list[Snapshot | None] = [None] * self.fx_keep
+        self.fx_n = np.zeros(self.fx_keep, np.int64)
+        self.fx_clock = np.zeros(self.fx_keep, np.int64)
 
     def take_back(self, j0: int, tracks: np.ndarray) -> None:
         """Blocks from ``j0`` on must be mixed again, and ``tracks`` (bool mask) filtered again."""
@@ -54,18 +66,35 @@ class Lane:
         if self.front > j0:
             self.con.state.mz[:] = ck.mz
             self.con.state.mc[:] = ck.mc
+            self._fx_back(j0)
             self.front = j0
+
+    def _fx_back(self, j0: int) -> None:
+        """The reverb's state at the start of block ``j0`` (< ``front``): the checkpoint before it, then
+        the blocks in between fed again (with the snapshots they were mixed with)."""
+        for c in [c for c in self.fx_ck if c > j0]:
+            del self.fx_ck[c]
+        c = max(self.fx_ck)  # render() keeps one at or before every block that can be taken back
+        fx = self.con.fx
+        fx.restore(self.fx_ck[c])
+        for j in range(c, j0):
+            k = j % self.fx_keep
+            fx.process(self.fx_in[k, :, :self.fx_n[k]] if self.fx_on[k] else None, int(self.fx_n[k]),
+                       self.fx_snap[k], int(self.fx_clock[k]))
 
     def restart(self, j0: int, idx: np.ndarray) -> None:
         """Initial state, then pre-roll through the song frames ``idx`` (output discarded)."""
         self.con.state.reset()
+        self.con.fx.reset()
+        self.fx_ck.clear()
         n = idx.shape[0]
         if n:
             if self._preroll_cache.shape[2] < n:
                 self._preroll_cache = np.zeros((self.con.n_tracks, 2, n), np.float32)
                 self._preroll_out = np.zeros((2, n), np.float32)
             self.con.render_strips(idx, self._preroll_cache, snapshot=self.snapshot)
-            self.con.mix(self._preroll_cache, n, self._preroll_out, snapshot=self.snapshot)
+            self.con.mix(self._preroll_cache, n, self._preroll_out, snapshot=self.snapshot,
+                         clock=max(int(idx[0]), 0))
         self.valid[:] = j0
         self.front = j0
 
@@ -81,9 +110,22 @@ class Lane:
         prev = (j - 1) % self.slots  # fader/pan/mute changes ramp from the gains of the block before
         ramp = None
         if j > 0 and self.mixed_block[prev] == j - 1:
-            ramp = (self.mixed_with[prev].out_gain, self.mixed_with[prev].m_gain)
-        self.mgmin[slot] = self.con.mix(self.cache[slot], idx.shape[0], self.out[slot],
-                                        snapshot=self.snapshot, from_gains=ramp)
+            before = self.mixed_with[prev]
+            ramp = (before.out_gain, before.m_gain, before.send_out)
+        if not self.fx_ck or j % self.fx_every == 0:
+            self.fx_ck[j] = self.con.fx.checkpoint()
+            for c in [c for c in self.fx_ck if c <= j - self.fx_keep]:
+                del self.fx_ck[c]
+        n = idx.shape[0]
+        clock = max(int(idx[0]), 0)
+        self.mgmin[slot] = self.con.mix(self.cache[slot], n, self.out[slot],
+                                        snapshot=self.snapshot, from_gains=ramp, clock=clock)
+        k = j % self.fx_keep
+        fed = self.con.fx.fed
+        self.fx_on[k], self.fx_snap[k], self.fx_n[k] = fed is not None, self.snapshot, n
+        self.fx_clock[k] = clock
+        if fed is not None:
+            self.fx_in[k, :, :n] = fed
         self.mixed_with[slot] = self.snapshot
         self.mixed_block[slot] = j
         self.front = j + 1

@@ -423,7 +423,7 @@ class StreamingReverb:
     :data:`XFADE_MS`; a return-level change alone ramps the gain over the same time.
     """
 
-    def __init__(self, sample_rate: int, params=None):
+    def __init__(self, sample_rate: int, params=None, kernel: ReverbKernel | None = None):
         self.sample_rate = int(sample_rate)
         self.layout = _level_layout(self.sample_rate)
         self.xfade = max(1, int(round(XFADE_MS * self.sample_rate / 1000.0)))
@@ -439,14 +439,26 @@ class StreamingReverb:
                for s, lay in zip(self._fdl_size[:-1], self.layout[:-1], strict=True)):
             raise RuntimeError("reverb input ring too short for its levels")
         params = RETURN.defaults() if params is None else params
-        self._kernel0 = ReverbKernel.build(params, self.sample_rate)
+        if kernel is not None and kernel.sample_rate != self.sample_rate:
+            raise ValueError(f"reverb kernel is for {kernel.sample_rate} Hz, the stream runs at "
+                             f"{self.sample_rate} Hz")
+        # a prebuilt kernel (``kernel``, e.g. from a snapshot) must be the response of ``params``
+        self._kernel0 = kernel if kernel is not None else ReverbKernel.build(params, self.sample_rate)
         self._gain0 = _return_gain(params)
         self.reset()
 
-    def reset(self) -> None:
-        """Silence at time 0 (e.g. after a seek), keeping the current impulse response and level."""
+    def reset(self, kernel: ReverbKernel | None = None, gain: float | None = None, t: int = 0) -> None:
+        """Silence at time ``t`` (e.g. after a seek), keeping the current impulse response and level, or
+        starting with ``kernel`` and linear return ``gain`` (no cross-fade: nothing sounds yet).
+
+        The state is then exactly that of a stream fed silence from time 0 to ``t``: the output does
+        not depend on where a stream that starts in silence was reset."""
         if hasattr(self, "voices"):
             self._kernel0, self._gain0 = self.kernel, self._g1
+        if kernel is not None:
+            self._kernel0 = kernel
+        if gain is not None:
+            self._gain0 = float(gain)
         self.t = 0
         self._input = np.zeros(self._in_size, np.float32)
         self._hist = np.zeros(HEAD - 1, np.float32)
@@ -456,6 +468,7 @@ class StreamingReverb:
         self._g0 = self._g1 = self._gain0
         self._gstart = 0
         self.voices = [self._voice(self._kernel0, 1.0, 1.0)]
+        self.t = int(t)  # everything above is silent at any time: only the block grid's phase moves
 
     def checkpoint(self) -> dict:
         """A copy of the whole state (about 6 MB at 44.1 kHz), for :meth:`restore`: the engine re-renders
@@ -497,6 +510,11 @@ class StreamingReverb:
         if not self.kernel.same_response(params):
             self.set_kernel(ReverbKernel.build(params, self.sample_rate))
         self.set_return_gain(_return_gain(params))
+
+    @property
+    def return_gain(self) -> float:
+        """The linear return level (the target of a ramp in progress)."""
+        return self._g1
 
     def set_return_gain(self, gain: float) -> None:
         """Ramp the return level (linear gain) to ``gain`` over the cross-fade time."""

@@ -7,7 +7,7 @@ import pytest
 import scipy.signal
 import torch
 
-from core import console
+from core import console, reverb
 from core.console import (
     EQ,
     RMS_MS,
@@ -326,9 +326,12 @@ def _random_setting(n_tracks, seed, n_batch=1):
 def _active_setting(n_tracks):
     """Compressors working, EQ gains non-zero, pans off centre, trims non-zero."""
     track = dict(trim_db=3.0, comp_threshold_db=-30.0, comp_ratio=4.0, comp_attack_ms=5.0,
-                 comp_release_ms=50.0, comp_knee_db=6.0, comp_makeup_db=2.0, gain_db=-3.0, pan=0.3)
+                 comp_release_ms=50.0, comp_knee_db=6.0, comp_makeup_db=2.0, gain_db=-3.0, pan=0.3,
+                 send_db=-12.0)
     master = dict(comp_threshold_db=-24.0, comp_ratio=3.0, comp_attack_ms=5.0, comp_release_ms=50.0,
-                  comp_knee_db=6.0, comp_makeup_db=1.0, gain_db=-1.0)
+                  comp_knee_db=6.0, comp_makeup_db=1.0, gain_db=-1.0, reverb_rt60_s=0.4,
+                  reverb_predelay_ms=8.0, reverb_hf_ratio=0.4, reverb_lowcut_hz=200.0, reverb_width=0.7,
+                  reverb_return_db=-3.0)
     for i, band in enumerate(EQ_BAND_KEYS):
         track[f"{band}_gain_db"] = 4.0 if i % 2 else -3.0
         master[f"{band}_gain_db"] = -2.0 if i % 2 else 3.0
@@ -493,7 +496,9 @@ def _reference_render(tracks, tp, mp, sr, stereo):
     x = console._filter_fft(tracks, fir)
     gain = _torch_gain(x, [named[k] for k in console._DETECTOR_ARGS], sr)
     level = db_to_amp(named["comp_makeup_db"] + named["gain_db"])
-    bus = (x * gain.unsqueeze(-2) * (pan_gains(named["pan"], stereo) * level[..., None])[..., None]).sum(1)
+    per_track = x * gain.unsqueeze(-2) * (pan_gains(named["pan"], stereo) * level[..., None])[..., None]
+    bus = per_track.sum(1) + reverb.render_return(reverb.send_bus(per_track, named["send_db"]),
+                                                  mp[..., console._MASTER_RETURN], sr)
     b, a = biquad_coeffs(mp[..., console._MASTER_EQ], sr)
     bus = console._filter_fft(bus, console._eq_fir(b, a, console.EQ_TAIL))
     m_gain = _torch_gain(bus, [m_named[k] for k in console._DETECTOR_ARGS], sr)
@@ -608,3 +613,56 @@ def test_prepared_spectra_give_the_same_mix_and_gradients():
     assert torch.equal(render(other, tp, mp, sr, spectra=spectra), render(other, tp, mp, sr))
     x[..., 100] += 1.0
     assert not spectra.matches(x)
+
+
+# --- the FX return (reverb send) ---------------------------------------------------------------------------
+
+
+def _send_setting(n_tracks, send_db, seed=30):
+    tp, mp = _random_setting(n_tracks, seed)
+    tp[..., TRACK.index("send_db")] = send_db
+    return tp, mp
+
+
+def test_sends_off_leave_the_mix_bit_identical():
+    """A send at "off" is exactly no reverb: whatever the return's controls, and also when the reverb is
+    rendered because a gradient is asked of its controls (its input is then exactly zero)."""
+    sr = 44100
+    x = _modulated_noise(1, 3, sr, 0.3, seed=31)
+    tp, mp = _send_setting(3, TRACK["send_db"].min)
+    mp_other = mp.clone()
+    for key in reverb.RETURN.keys:
+        mp_other[..., MASTER.index(key)] = MASTER[key].max
+    dry = render(x, tp, mp, sr)
+    assert torch.equal(render(x, tp, mp_other, sr), dry)
+    t, m = tp.clone().requires_grad_(), mp_other.clone().requires_grad_()
+    assert console.reverb_active(t, m) and not console.reverb_active(tp, mp)
+    forced = render(x, t, m, sr)
+    assert torch.equal(forced.detach(), dry)
+    forced.square().sum().backward()
+    assert torch.all(t.grad[..., TRACK.index("send_db")] != 0)  # a closed send can be opened
+    with torch.no_grad():
+        assert torch.equal(render_long(x, tp, mp_other, sr, chunk=5000), render_long(x, tp, mp, sr, chunk=5000))
+
+
+def test_open_send_adds_the_reverb_of_the_post_fader_signal():
+    """Send 0 dB, return 0 dB, neutral master bus: mix = dry mix + core.reverb of the tracks' outputs."""
+    sr = 44100
+    x = _modulated_noise(1, 3, sr, 0.5, seed=32)
+    tp, mp = _send_setting(3, 0.0)
+    neutral = torch.as_tensor(MASTER.defaults(), dtype=mp.dtype)[None]
+    for key in reverb.RETURN.keys:
+        neutral[..., MASTER.index(key)] = mp[..., MASTER.index(key)]
+    neutral[..., MASTER.index("reverb_return_db")] = 0.0
+    stereo = torch.tensor([[True, False, True]])
+    with torch.no_grad():
+        wet_mix, per_track = render(x, tp, neutral, sr, stereo=stereo, return_tracks=True)
+        dry_tp = tp.clone()
+        dry_tp[..., TRACK.index("send_db")] = TRACK["send_db"].min
+        dry_mix = render(x, dry_tp, neutral, sr, stereo=stereo)
+        expected = reverb.render_return(per_track.sum(1), neutral[..., console._MASTER_RETURN], sr)
+    assert _energy_db(expected, dry_mix) > -30  # the reverb is clearly there
+    assert _energy_db(wet_mix - dry_mix - expected, expected) < -100
+    # chunked rendering rings across chunks and agrees
+    long = render_long(x, tp, neutral, sr, stereo=stereo, chunk=3000)
+    assert _energy_db(long - wet_mix, wet_mix) < -80
