@@ -53,6 +53,7 @@ from scipy.fft import next_fast_len
 from torchcomp import compressor_core, ms2coef
 from torchlpc import sample_wise_lpc
 
+from . import reverb
 from .console_kernels import (  # the compiled CPU passes and hand-written adjoints
     _CascadeResponse,
     _CompressMixCPU,
@@ -64,7 +65,6 @@ from .console_kernels import (  # the compiled CPU passes and hand-written adjoi
     gain_computer_db,  # noqa: F401 (re-exported)
 )
 from .dsp import EQ, LEVEL_FLOOR, MAX_FREQ_FRACTION, RMS_MS  # noqa: F401 (re-exported)
-from . import reverb
 from .params import EQ_BAND_KEYS, EQ_BAND_TYPES, MASTER, RETURN, TRACK, Schema
 
 #: Length (samples) of the EQ's impulse response that is applied, and so the zero padding of its FFT

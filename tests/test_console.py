@@ -642,7 +642,8 @@ def test_sends_off_leave_the_mix_bit_identical():
     forced.square().sum().backward()
     assert torch.all(t.grad[..., TRACK.index("send_db")] != 0)  # a closed send can be opened
     with torch.no_grad():
-        assert torch.equal(render_long(x, tp, mp_other, sr, chunk=5000), render_long(x, tp, mp, sr, chunk=5000))
+        long = render_long(x, tp, mp, sr, chunk=5000)
+        assert torch.equal(render_long(x, tp, mp_other, sr, chunk=5000), long)
 
 
 def test_open_send_adds_the_reverb_of_the_post_fader_signal():

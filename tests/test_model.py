@@ -377,7 +377,8 @@ def test_shipped_checkpoint_loads_with_sends_off():
         pytest.skip("no shipped model")
     model, _ = load_checkpoint(DEFAULT_MODEL_PATH)
     with torch.no_grad():
-        pt, _ = model.predict_params(audio(1, 2, 2, 44100, scale=0.05), audio(1, 2, 44100, seed=4, scale=0.05))
+        tracks, ref = audio(1, 2, 2, 44100, scale=0.05), audio(1, 2, 44100, seed=4, scale=0.05)
+        pt, _ = model.predict_params(tracks, ref)
     assert torch.all(pt[..., TRACK.index("send_db")] == TRACK["send_db"].min)
 
 

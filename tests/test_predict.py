@@ -7,7 +7,7 @@ import torch
 from core.audio_io import Audio
 from core.checkpoint import CheckpointError, save_checkpoint
 from core.model import MixController, ModelConfig
-from core.params import MASTER, TRACK, fingerprint, schema_version
+from core.params import MASTER, TRACK, schema_version
 from core.predict import (
     DEFAULT_MODEL_PATH,
     analysis_sections,
