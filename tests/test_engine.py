@@ -14,7 +14,7 @@ from core.engine import (
     frame_indices,
     render_stream,
 )
-from core.params import MASTER, TRACK
+from core.params import MASTER, RETURN, TRACK
 
 SR = 44100
 AGREE_DB = -55.0  # error energy relative to the signal, float32 output
@@ -100,6 +100,7 @@ _EFFECTS = {
     "master_eq": ([], [p.key for p in MASTER if p.group == "eq"]),
     "master_comp": ([], [p.key for p in MASTER if p.group == "dynamics"]),
     "master_fader": ([], ["gain_db"]),
+    "reverb": (["send_db"], list(RETURN.keys)),
 }
 
 
@@ -115,6 +116,8 @@ def test_each_effect_alone_agrees(effect):
         tp[:, TRACK.index(k)] = rand_t[:, TRACK.index(k)]
     for k in master_keys:
         mp[MASTER.index(k)] = rand_m[MASTER.index(k)]
+    if effect == "reverb":  # every send open
+        tp[:, TRACK.index("send_db")] = np.maximum(tp[:, TRACK.index("send_db")], -30.0)
     if effect in ("track_comp", "master_comp"):  # make sure the compressor works hard
         tp[:, TRACK.index("comp_threshold_db")] = np.minimum(tp[:, TRACK.index("comp_threshold_db")], -20)
         mp[MASTER.index("comp_threshold_db")] = min(mp[MASTER.index("comp_threshold_db")], -20)
@@ -333,3 +336,82 @@ def test_numpy_eq_design_equals_the_torch_console(sr):
         tb, ta = biquad_coeffs(torch.from_numpy(p), sr)
     np.testing.assert_allclose(b, tb.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(a, ta.numpy(), rtol=1e-12, atol=1e-14)
+
+
+# --- the FX return ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reverb_agrees_with_torch_console(seed):
+    """Random reverb settings, every send open, the whole console random too: <= -55 dB."""
+    rng = np.random.default_rng(200 + seed)
+    stems, stereo = make_stems(4, seconds=1.0, seed=20 + seed)
+    tp, mp = random_params(rng, 4)
+    tp[:, TRACK.index("send_db")] = rng.uniform(-20, 6, 4)
+    tp[:, TRACK.index("gain_db")] -= 6
+    mp[MASTER.index("reverb_return_db")] = rng.uniform(-6, 6)
+    ref = torch_mix(stems, stereo, tp, mp)
+    dry = tp.copy()
+    dry[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    assert err_db(torch_mix(stems, stereo, dry, mp), ref) > AGREE_DB + 10  # the reverb is part of the mix
+    out = render_stream(stems, stereo, tp, mp, SR, threads=1, block=1000)
+    assert err_db(out, ref) <= AGREE_DB
+
+
+def test_sends_off_never_run_the_reverb():
+    rng = np.random.default_rng(8)
+    stems, stereo = make_stems(3, seconds=0.5, seed=8)
+    tp, mp = random_params(rng, 3)
+    tp[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    con = StreamingConsole(stems, stereo, SR, tp, mp)
+    out = con.process(stems.shape[-1]).copy()
+    assert con.fx.reverb is None and con.snapshot.reverb is None  # nothing built, nothing run
+    mp2 = mp.copy()
+    mp2[MASTER.index("reverb_rt60_s")] = 7.0
+    np.testing.assert_array_equal(render_stream(stems, stereo, tp, mp2, SR, threads=1), out)
+
+
+def test_reverb_adds_no_latency_to_the_dry_path():
+    """An impulse through an open send: the output equals the dry console's until the pre-delay has
+    passed (to the FFT levels' rounding, -120 dB; exactly at the impulse): the wet path starts there,
+    and the dry one is not delayed."""
+    stems = np.zeros((1, 2, 8000), np.float32)
+    stems[0, :, 100] = 0.5
+    tp = np.tile(TRACK.defaults(), (1, 1))
+    mp = MASTER.defaults()
+    mp[MASTER.index("reverb_predelay_ms")] = 50.0
+    dry = render_stream(stems, [False], tp, mp, SR, block=256)
+    tp[:, TRACK.index("send_db")] = 0.0
+    wet = render_stream(stems, [False], tp, mp, SR, block=256)
+    onset = 100 + int(50.0 * SR / 1000)
+    np.testing.assert_array_equal(wet[:, :101], dry[:, :101])
+    np.testing.assert_allclose(wet[:, :onset], dry[:, :onset], rtol=0, atol=1e-7)
+    assert np.abs(dry[:, 100]).max() > 0.3
+    assert np.abs(wet[:, onset:onset + 200] - dry[:, onset:onset + 200]).max() > 1e-3
+
+
+def test_reverb_edit_while_streaming_is_heard_without_a_click():
+    """Decay, width and pre-delay changed between two blocks of a steady tone: the output changes, and
+    its largest sample-to-sample step stays that of the steady signal (cross-fade, no jump)."""
+    n = SR
+    t = np.arange(n) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
+    stems = np.stack([np.stack([tone, tone])])
+    tp = np.tile(TRACK.defaults(), (1, 1))
+    tp[:, TRACK.index("send_db")] = 0.0
+    mp = MASTER.defaults()
+    mp[MASTER.index("reverb_return_db")] = 6.0
+    con = StreamingConsole(stems, [False], SR, tp, mp)
+    before = np.concatenate([con.process(512).copy() for _ in range(40)], axis=1)
+    kernel = con.snapshot.reverb
+    snap = con.snapshot.edit([(-1, "reverb_rt60_s", 0.3), (-1, "reverb_width", 0.0),
+                              (-1, "reverb_predelay_ms", 120.0)])
+    assert snap.reverb is not kernel and snap.reverb.same_response(snap.master[[MASTER.index(k)
+                                                                                 for k in RETURN.keys]])
+    con.snapshot = snap
+    after = np.concatenate([con.process(512).copy() for _ in range(20)], axis=1)
+    steady = np.abs(np.diff(before[:, -4096:], axis=1)).max()
+    edge = np.abs(np.diff(np.concatenate([before[:, -64:], after[:, :2048]], axis=1), axis=1)).max()
+    assert edge <= 1.2 * steady
+    assert np.abs(after[0, 1024:] - after[1, 1024:]).max() < 1e-6  # width 0 after the cross-fade: L == R ...
+    assert np.abs(before[0] - before[1]).max() > 1e-3  # ... and not before
