@@ -13,7 +13,12 @@ Three parts, all differentiable in the console's physical parameters:
 * :func:`prior`: a plausibility penalty, zero where engineers usually work and growing outside it (EQ
   within +-6 dB on tracks and +-3 dB on the bus, attack >= 3 ms and release >= 40 ms when a compressor
   compresses, faders within a few dB of the loudness-normalised start and never below -24 dB, nothing
-  resting on a range limit), and a pull toward the model's prediction when there is one.
+  resting on a range limit, reverb sends closed unless the match pays for opening them), and a pull
+  toward the model's prediction when there is one.
+
+The reverb's FX return is heard in the rendered terms only: the song model leaves it out (a reverb's
+long-term spectrum and width are not modelled yet), so sends open where the sections' AF and crest
+terms gain more than the prior's cost of an open send.
 """
 
 from __future__ import annotations
@@ -232,6 +237,16 @@ def _limit_barrier(unit: torch.Tensor, schema) -> torch.Tensor:
     return (lower * _hinge((0.02 - unit) / 0.02) + upper * _hinge((unit - 0.98) / 0.02)).sum(-1)
 
 
+#: Prior cost per unit of send opening (unit 0 = off, 1 = +6 dB), in the track term (averaged over the
+#: tracks): linear, so that it pulls a send that is barely open back to "off" as firmly as a wide open
+#: one, and only a real gain of the match opens one. Calibrated on the synthetic dry reference of
+#: tests/test_refine.py: without it, sections' AF terms open a send to about -11 dB (the song model
+#: does not model the reverb, so nothing else weighs against it); with 6 every send ends below -50 dB,
+#: also from a start at -20 dB.
+SEND_COST = 6.0
+_T_SEND = TRACK.index("send_db")
+
+
 def _eq_prior(p: torch.Tensor, schema, comfortable_db: float) -> torch.Tensor:
     total = p.new_zeros(p.shape[:-1])
     for band in EQ_BAND_KEYS:
@@ -269,7 +284,8 @@ def prior(pt: torch.Tensor, pm: torch.Tensor, ut: torch.Tensor, um: torch.Tensor
     fader = pt[:, TRACK.index("gain_db")]
     track = (_eq_prior(pt, TRACK, 6.0) + _comp_prior(pt, TRACK, 3.0, 40.0, 8.0)
              + 0.5 * (fader / 12.0).square() + _hinge((-24.0 - fader) / 2.0) + _hinge((fader - 12.0) / 2.0)
-             + _limit_barrier(ut * free_t + (1 - free_t) * 0.5, TRACK))
+             + _limit_barrier(ut * free_t + (1 - free_t) * 0.5, TRACK)
+             + SEND_COST * ut[:, _T_SEND] * free_t[:, _T_SEND])
     master = (2.0 * _eq_prior(pm[None], MASTER, 3.0)[0]
               + 2.0 * _comp_prior(pm[None], MASTER, 5.0, 50.0, 4.0)[0]
               + _limit_barrier((um * free_m + (1 - free_m) * 0.5)[None], MASTER)[0])

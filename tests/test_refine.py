@@ -89,3 +89,17 @@ def test_refine_needs_reference():
     inputs.reference = None
     with pytest.raises(ValueError, match="reference"):
         refine(inputs)
+
+
+def test_dry_reference_keeps_every_send_off():
+    """The reference has no reverb: refinement may move every control, sends included, and leaves each
+    send below -40 dB (the prior's cost of an open send is not paid by the match), also when they
+    start open."""
+    inputs = _inputs()
+    for start_db in (TRACK["send_db"].min, -20.0):
+        init = inputs.default_params()
+        init.tracks[:, TRACK.index("send_db")] = start_db
+        r = refine(inputs, init, RefineConfig(steps=30, seed=1, section_seconds=2.0))
+        sends = r.params.tracks[:, TRACK.index("send_db")]
+        assert np.all(sends < -40.0), (start_db, sends)
+        assert r.loss_after < r.loss_before
