@@ -6,7 +6,9 @@ Each case runs in a fresh process pinned to one CPU with one BLAS/FFT thread, be
 waiting for the CPU).
 
 Targets (issue "Reverb send"): the streaming engine with 16 stereo stems and 16 sends keeps >= 80x real
-time on one core. The engine without the reverb renders 16 stereo stems at about 120x on an idle
+time on one core; measured directly (the wired engine, sends open, against the same engine with its
+sends off) and, as before, as the cost of the sends and the stream alone. The engine without the
+reverb renders 16 stereo stems at about 120x on an idle
 machine (README), so the sends and the reverb may add half of the engine's own cost (120x -> 80x).
 The engine is measured in the same run and the targets are that ratio: the reverb at the export block
 (8192) >= 2x the engine's real-time factor. Playback blocks (256, 512) only need real time with a wide
@@ -62,6 +64,9 @@ seconds = 20.0
 t = np.arange(int(SR * seconds)) / SR
 x = (0.1 * rng.standard_normal((16, 2, t.size)) + 0.2 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
 tp, mp = TRACK.from_unit(rng.random((16, len(TRACK)))), MASTER.from_unit(rng.random(len(MASTER)))
+tp[:, TRACK.index("send_db")] = rng.uniform(-30.0, 0.0, 16) if {sends} else TRACK["send_db"].min
+for key in RETURN.keys:  # the default reverb (decay 1.5 s, pre-delay 20 ms)
+    mp[MASTER.index(key)] = RETURN[key].default
 stereo = np.ones(16, bool)
 render_stream(x[:, :, :SR], stereo, tp, mp, SR, threads=1)
 cpu = wall = 1e9
@@ -120,9 +125,14 @@ def _run(code: str) -> dict:
 def main() -> None:
     root = str(ROOT)
     rows = []
-    engine = _run(ENGINE.format(root=root))
-    rows.append(("engine alone, 16 stereo stems (render_stream, block 8192)",
+    engine = _run(ENGINE.format(root=root, sends=False))
+    rows.append(("engine alone, 16 stereo stems, sends off (render_stream, block 8192)",
                  f"{engine['rtf_cpu']:.0f}x ({engine['rtf_wall']:.0f}x wall)", "-"))
+    wired = _run(ENGINE.format(root=root, sends=True))
+    rows.append(("engine, 16 stereo stems and 16 sends into the reverb (wired), block 8192",
+                 f"{wired['rtf_cpu']:.0f}x ({wired['rtf_wall']:.0f}x wall): cost "
+                 f"x{engine['rtf_cpu'] / wired['rtf_cpu']:.2f} of sends off",
+                 ">= 80x (cost <= x1.5)"))
     default = None
     for rt60, pre in ((1.5, 20.0), (8.0, 20.0), (1.5, 0.0)):
         for block in (8192, 512, 256):

@@ -28,7 +28,7 @@ from core.fileio import OutputError, WriteError, WriteGroup, remove_stale_temps
 from core.paramfile import MixParams, ParamsError, from_json, read_params, write_params
 from core.params import TRACK, fingerprint
 from core.prepare import MIN_ANALYSIS_SECONDS, load_inputs
-from core.session import Session, SessionError, Stem, load_session, save_session
+from core.session import SESSION_VERSION, Session, SessionError, Stem, load_session, save_session
 
 from conftest import need_qt
 from synthetic import write_stems
@@ -362,7 +362,7 @@ def _set(path_keys, value):
 BROKEN_SESSIONS = {  # refused: a SessionError naming the file
     "not JSON": lambda d: "{nope",
     "deep nesting": lambda d: "[" * 200_000 + "]" * 200_000,
-    "huge integer": lambda d: json.dumps(d).replace('"version": 1', '"version": ' + "1" * 5000),
+    "huge integer": lambda d: json.dumps(d).replace(f'"version": {SESSION_VERSION}', '"version": ' + "1" * 5000),
     "top level list": lambda d: "[1, 2]",
     "stems not a list": lambda d: json.dumps({**d, "stems": {"a": 1}}),
     "stem without file": lambda d: json.dumps({**d, "stems": ["bass.wav"]}),
