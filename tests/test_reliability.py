@@ -362,7 +362,8 @@ def _set(path_keys, value):
 BROKEN_SESSIONS = {  # refused: a SessionError naming the file
     "not JSON": lambda d: "{nope",
     "deep nesting": lambda d: "[" * 200_000 + "]" * 200_000,
-    "huge integer": lambda d: json.dumps(d).replace(f'"version": {SESSION_VERSION}', '"version": ' + "1" * 5000),
+    "huge integer": lambda d: json.dumps(d).replace(f'"version": {SESSION_VERSION}',
+                                                    '"version": ' + "1" * 5000),
     "top level list": lambda d: "[1, 2]",
     "stems not a list": lambda d: json.dumps({**d, "stems": {"a": 1}}),
     "stem without file": lambda d: json.dumps({**d, "stems": ["bass.wav"]}),
