@@ -64,7 +64,8 @@ class PredictBar(QWidget):
         self._predict_controls(lay)
         lay.addSpacing(12)
         lay.addWidget(QLabel("Strength:", objectName="ctlLabel"))
-        self.strength = {g: StrengthSlider(model, g) for g in STRENGTH_GROUPS}
+        # the reverb's strength slider comes with its controls on the strips (not built yet)
+        self.strength = {g: StrengthSlider(model, g) for g in STRENGTH_GROUPS if g != "reverb"}
         for w in self.strength.values():
             lay.addWidget(w)
         lay.addStretch(1)
