@@ -234,6 +234,7 @@ def plausibility(inputs, params, band_levels) -> dict:
     rows.append((MASTER, params.master, None))
     counted = at_limit = total_all = at_limit_all = 0
     eq_over, fast = [], []
+    sends_open = any(TRACK.to_unit(vec)[TRACK.index("send_db")] >= LIMIT_EPS for schema, vec, _ in rows[:-1])
     for schema, vec, levels in rows:
         unit = schema.to_unit(vec)
         pinned = (unit < LIMIT_EPS) | (unit > 1 - LIMIT_EPS)
@@ -246,6 +247,10 @@ def plausibility(inputs, params, band_levels) -> dict:
                 keep[schema.index(k)] = False
         if unit[schema.index("comp_makeup_db")] < LIMIT_EPS:  # no makeup: the neutral position
             keep[schema.index("comp_makeup_db")] = False
+        if schema is TRACK and unit[schema.index("send_db")] < LIMIT_EPS:  # send off: the neutral position
+            keep[schema.index("send_db")] = False
+        if schema is MASTER and not sends_open:  # every send off: the FX return does nothing
+            keep &= ~schema.group_mask("reverb")
         for band, kind in zip(EQ_BAND_KEYS, EQ_BAND_TYPES, strict=True):
             gain = vec[schema.index(f"{band}_gain_db")]
             freq, q = vec[schema.index(f"{band}_freq_hz")], vec[schema.index(f"{band}_q")]
