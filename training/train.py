@@ -1,22 +1,43 @@
-"""Training loop: config file, AMP, gradient accumulation, checkpoints and resume, logs, DDP.
+"""Training loop: config file, curriculum of methods 1 and 2, AMP, gradient accumulation, checkpoints and
+bit-for-bit resume, quality validation, logs and learning curve, DDP.
 
-    python -m training.train --config training/configs/synth_method2.json [--resume] [--set steps=200]
+    python -m training.train --config training/configs/synth_real_mixed.json [--resume] [--set steps=200]
     torchrun --nproc_per_node=2 -m training.train --config ...        # DDP: gloo on CPU, nccl on GPU
     torchrun --nnodes=2 --node_rank=R --master_addr=HOST --nproc_per_node=8 -m training.train --config ...
 
 A config is a JSON object of :class:`TrainConfig` fields (``data`` holds :class:`DataConfig` fields,
-``model`` holds :class:`core.model.ModelConfig` overrides); relative paths are relative to the current
-folder. ``--set KEY=VALUE`` overrides a field (``data.references=[...]``, ``model.embed_dim=128``; the
-value is JSON, or a plain string).
+``model`` holds :class:`core.model.ModelConfig` overrides, ``curriculum`` :class:`training.methods.Curriculum`
+fields, ``loss`` :class:`training.methods.LossWeights` overrides); relative paths are relative to the
+current folder. ``--set KEY=VALUE`` overrides a field (``data.references=[...]``, ``model.embed_dim=128``,
+``curriculum.end=0.3``; the value is JSON, or a plain string).
 
-Written to ``out_dir``: ``last.pt`` (a model checkpoint, :mod:`core.checkpoint`, usable as
-``stylemix mix --model``), ``last_state.pt`` (optimiser, schedule and counters for ``--resume``),
-``best.pt`` (lowest validation loss, when validating), ``step_NNNNNN.pt`` every ``keep_every`` steps,
-``config.json`` and ``log.csv`` (or TensorBoard events with ``"log": "tensorboard"``).
+``method``: 1 (paired: engineer mixes with known settings, :mod:`training.methods`), 2 (unrelated
+reference) or ``"mixed"``: each step is method 1 with the curriculum's share (``start`` at step 0,
+moving linearly to ``end`` at ``curriculum.steps``, 0 = the whole run), drawn from the step's own seed.
+
+Validation (every ``val_every`` steps, and before the first step with ``val_at_start``): the loss on
+fixed examples of each method (logged), and the quality benchmark's measures of the model alone on
+held-out songs (:class:`training.evaluate.QualityValidation`: ``val_cross`` cross-song and ``val_same``
+same-song cases of ``val_seconds``). ``best.pt`` is the checkpoint with the lowest validation score
+(:func:`training.evaluate.validation_score`), or the lowest validation loss when no held-out songs are
+measured -- never the training loss.
+
+Written to ``out_dir`` (``runs/NAME/``; ``runs/`` is not tracked): ``last.pt`` (a model checkpoint,
+:mod:`core.checkpoint`, usable as ``stylemix mix --model``), ``last_state.pt`` (optimiser, schedule, RNG
+and counters for ``--resume``), ``best.pt``, ``step_NNNNNN.pt`` every ``keep_every`` steps,
+``config.json``, ``log.csv`` (or TensorBoard events with ``"log": "tensorboard"``) and ``curve.png``
+(:mod:`training.curves`). Progress lines give s/step, the ETA to ``steps`` and the time left of this
+piece (``max_minutes``).
+
+**Resume is bit-for-bit**: example ``k`` of the run is made from its own seed (:class:`ExampleSet`), the
+method of each step from the step's seed, and the optimiser, schedule and RNG states are restored, so a
+run stopped (``max_minutes``, ``stop_after``, Ctrl-C: a checkpoint is written) and resumed with
+``--resume`` ends with the same weights as one that never stopped (``tests/test_training_balance.py``).
+Change ``steps`` on resume only knowingly: the cosine schedule and the curriculum follow it.
 
 ``batch_size`` is per process and per micro-step: an optimiser step sees
-``batch_size x accum_steps x world_size`` examples. Each process draws its own random examples
-(seeded by rank), so there is no sampler to shard.
+``batch_size x accum_steps x world_size`` examples. Each process draws its own examples (seeded by
+rank), so there is no sampler to shard.
 """
 
 from __future__ import annotations
@@ -109,6 +130,7 @@ class TrainConfig:
     val_same: int = 2  # held-out same-song cases
     val_seconds: float = 12.0  # length of each validation case (from the middle of the song)
     val_at_start: bool = True  # also validate before the first step (the starting point's numbers)
+    val_at_end: bool = True  # and when a piece stops between validations (time limit, stop_after, Ctrl-C)
     num_workers: int = 0
     seed: int = 0
     threads: int = 0  # torch CPU threads per process (0 = torch's default)
@@ -458,6 +480,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=StepBatches(start_step * per_step, cfg.batch_size, cfg.steps * per_step),
         collate_fn=collate, num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",
+        # workers are spawned, not forked: the parent has already run threaded kernels (OpenMP)
+        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
         generator=torch.Generator().manual_seed(cfg.seed))  # the global RNG (dropout) stays untouched
     val_batches, quality = [], None
     if d.main and cfg.val_every and val_songs:
@@ -539,7 +563,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             best_info = {"step": step, "score": score, **({"validation": result} if result else {})}
             save_checkpoint(out / "best.pt", model, model_cfg, {**extra(step, wall), "best": best_info})
             logger.line(f"  best so far (step {step}): {out / 'best.pt'}")
-        if cfg.plot and d.main and cfg.log == "csv":
+        if cfg.plot and d.main and cfg.log == "csv" and step > 0:
             _plot(out)
 
     t_run = time.perf_counter()
@@ -623,6 +647,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     except KeyboardInterrupt:
         stop_reason = "interrupted"
     wall = wall_before + time.perf_counter() - t_run
+    if (d.main and (val_batches or quality) and cfg.val_at_end and step > start_step
+            and step % cfg.val_every != 0):
+        run_validation(step, wall)  # the piece's end point is measured too (best.pt may be it)
     checkpoint(step, wall)
     if cfg.plot and d.main and cfg.log == "csv":
         _plot(out)
