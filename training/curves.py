@@ -2,8 +2,8 @@
 
     python -m training.curves runs/NAME/log.csv [--out runs/NAME/curve.png]
 
-Two panels, one above the other: the training loss (each logged mean, and per method in a mixed run)
-and the validation score of the held-out quality cases (:func:`training.evaluate.validation_score`,
+Two panels, one above the other: the training loss (log scale; black: all steps, blue: method-1 steps,
+red: method-2 steps of a mixed run) and the validation score (green, with a mark per validation) of the held-out quality cases (:func:`training.evaluate.validation_score`,
 lower is better; 1 = on issue 9's model-only targets), both against the step. matplotlib draws them
 when it is installed; otherwise a small built-in rasteriser writes the same curves with numpy and zlib
 (no axis text beyond the ranges printed in the corners), so no plotting package is needed.
@@ -74,7 +74,7 @@ def _line(img: np.ndarray, x0, y0, x1, y1, colour) -> None:
         img[ys[ok], xs[ok] + dx] = colour
 
 
-def _panel(img, box, series, x_range, log_y=False) -> None:
+def _panel(img, box, series, x_range, log_y=False, marks=False) -> None:
     x0, y0, x1, y1 = box
     img[y0, x0:x1] = img[y1, x0:x1] = 0
     img[y0:y1, x0] = img[y0:y1, x1] = 0
@@ -92,8 +92,9 @@ def _panel(img, box, series, x_range, log_y=False) -> None:
         vv = np.log10(np.maximum(v, 1e-12)) if log_y else v
         px = x0 + 4 + (steps - x_range[0]) * sx
         py = y1 - 4 - (vv - lo) / (hi - lo) * (y1 - y0 - 8)
-        if len(px) == 1:
-            _line(img, px[0] - 2, py[0], px[0] + 2, py[0], colour)
+        if marks:
+            for x, y in zip(px.round().astype(int), py.round().astype(int), strict=True):
+                img[max(0, y - 2):y + 3, max(0, x - 2):x + 3] = colour
         for i in range(len(px) - 1):
             _line(img, px[i], py[i], px[i + 1], py[i + 1], colour)
     show = (lambda z: f"{10 ** z:.3g}") if log_y else (lambda z: f"{z:.3g}")
@@ -135,7 +136,7 @@ def plot_log(log_csv: str | os.PathLike, out_png: str | os.PathLike, width: int 
         img = np.full((height, width, 3), 255, np.uint8)
         split = height * 3 // 5
         _panel(img, (50, 10, width - 10, split - 10), loss, x_range, log_y=True)
-        _panel(img, (50, split + 10, width - 10, height - 30), val, x_range)
+        _panel(img, (50, split + 10, width - 10, height - 30), val, x_range, marks=True)
         _text(img, 50, height - 22, f"{x_range[0]:g}")
         _text(img, width - 10 - 4 * 2 * len(f"{x_range[1]:g}"), height - 22, f"{x_range[1]:g}")
         _write_png(out_png, img)
