@@ -54,7 +54,9 @@ loudness and a -1 dBTP ceiling.
 * *fast comp*: songs with a compressor (track or master, ratio > 1.5) at attack < 1 ms or release < 20 ms;
 * *s/song*: seconds of :func:`core.suggest.suggest` per song (prediction and refinement; no rendering).
 
-The targets of issue 8 are printed beside the table. ``--json OUT`` writes every number.
+The targets of issue 8 are printed beside the table. ``--json OUT`` writes every number. The measures
+(:func:`training.evaluate.measure` and the functions it calls) live in :mod:`training.evaluate`, where
+training's validation uses the same code.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
     python -m training.curves runs/NAME/log.csv [--out runs/NAME/curve.png]
 
-Two panels, one above the other: the training loss (log scale; black: all steps, blue: method-1 steps,
-red: method-2 steps of a mixed run) and the validation score (green, with a mark per validation) of the held-out quality cases (:func:`training.evaluate.validation_score`,
-lower is better; 1 = on issue 9's model-only targets), both against the step. matplotlib draws them
-when it is installed; otherwise a small built-in rasteriser writes the same curves with numpy and zlib
-(no axis text beyond the ranges printed in the corners), so no plotting package is needed.
+Two panels, one above the other: the training loss (log scale; black: all steps, blue: method-1
+steps, red: method-2 steps of a mixed run) and the validation score of the held-out quality cases
+(green, a mark per validation; :func:`training.evaluate.validation_score`, lower is better, 1 = on
+issue 9's model-only targets), both against the step. matplotlib draws them when it is installed;
+otherwise a small built-in rasteriser writes the same curves with numpy and zlib (no axis text beyond
+the ranges printed in the corners), so no plotting package is needed.
 """
 
 from __future__ import annotations
