@@ -381,7 +381,8 @@ def test_config_checks_and_overrides(tmp_path, data):
         TrainConfig.from_dict({**_config(tmp_path, data), "pairing": "human"})
     with pytest.raises(ValueError, match="embed_dim"):
         TrainConfig.from_dict({**_config(tmp_path, data), "model": {"embed_dim": 30, "n_heads": 4}})
-    for name in ("synth_method2.json", "synth_method1.json", "medleydb_method2.json"):
+    for name in ("synth_method2.json", "synth_method1.json", "medleydb_method2.json",
+                 "synth_real_mixed.json"):
         load_config(ROOT / "training" / "configs" / name)  # shipped configs are valid
 
 

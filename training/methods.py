@@ -501,8 +501,9 @@ def _full_units(unit: torch.Tensor, schema) -> torch.Tensor:
 def _match_terms(batch: Batch, pt: torch.Tensor, pm: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean over the batch of :func:`core.objective.match_terms` (dB^2), on the CPU in float64."""
     sums = {k: 0.0 for k in MATCH_TERMS}
+    mask = batch.mask.cpu()
     for i, (sm, target) in enumerate(zip(batch.song_models, batch.match_targets, strict=True)):
-        n = int(batch.mask[i].sum())
+        n = int(mask[i].sum())
         terms = match_terms(sm(pt[i, :n].cpu(), pm[i].cpu()), target)
         for k in MATCH_TERMS:
             sums[k] = sums[k] + terms[k]
@@ -510,16 +511,19 @@ def _match_terms(batch: Batch, pt: torch.Tensor, pm: torch.Tensor) -> dict[str, 
 
 
 def _prior_term(batch: Batch, pt, pm, track_unit, master_unit) -> torch.Tensor:
-    """Mean over the batch of :func:`core.objective.prior` of the predicted settings."""
-    ut, um = _full_units(track_unit, TRACK), _full_units(master_unit, MASTER)
-    free_t = torch.as_tensor(TRACK.predicted_mask, dtype=pt.dtype, device=pt.device)
-    free_m = torch.as_tensor(MASTER.predicted_mask, dtype=pt.dtype, device=pt.device)
+    """Mean over the batch of :func:`core.objective.prior` of the predicted settings (on the CPU, where
+    the prior keeps its constants; the settings are small)."""
+    device = pt.device
+    pt, pm = pt.cpu(), pm.cpu()
+    ut, um = _full_units(track_unit.cpu(), TRACK), _full_units(master_unit.cpu(), MASTER)
+    mask = batch.mask.cpu()
+    free_t = torch.as_tensor(TRACK.predicted_mask, dtype=pt.dtype)
+    free_m = torch.as_tensor(MASTER.predicted_mask, dtype=pt.dtype)
     total = pt.new_zeros(())
     for i in range(batch.size):
-        n = int(batch.mask[i].sum())
-        total = total + prior(pt[i, :n], pm[i], ut[i, :n], um[i], batch.mask[i, :n], free_t.expand(n, -1),
-                              free_m)
-    return total / batch.size
+        n = int(mask[i].sum())
+        total = total + prior(pt[i, :n], pm[i], ut[i, :n], um[i], mask[i, :n], free_t.expand(n, -1), free_m)
+    return (total / batch.size).to(device)
 
 
 def _params_term(batch: Batch, track_unit, master_unit) -> torch.Tensor:
