@@ -415,10 +415,6 @@ class ExampleSet(torch.utils.data.Dataset):
                 return e
         raise RuntimeError(f"example {k}: {self.tries} draws found no usable section (data too quiet?)")
 
-    def collate(self, examples: Sequence[Example]) -> Batch:
-        """A batch of examples of one step (the method of the first example's step)."""
-        return collate(examples)
-
 
 class StepBatches(torch.utils.data.Sampler):
     """Batches of consecutive example indices: ``[start, start + b)``, ``[start + b, start + 2 b)`` ..."""

@@ -74,6 +74,7 @@ from training.methods import (
     collate,
     default_loss,
     training_loss,
+    unwrap,
 )
 
 #: ``method`` values: 1, 2, or both under a curriculum.
@@ -419,13 +420,15 @@ def _load_data(cfg: TrainConfig, d: Dist):
     return songs, refs, val_songs, val_refs
 
 
-def _streams(cfg: TrainConfig, songs, refs, sample_rate: int, rank: int, seed: int
+def _streams(cfg: TrainConfig, songs, refs, sample_rate: int, rank: int, seed: int, validation: bool = False
              ) -> dict[int, ExampleStream]:
+    """An example stream per method of the run. For validation, method 2 only where it has references
+    (files, or a second song to mix them from); for training, their absence is an error."""
     w = LossWeights.from_dict(cfg.loss)
     match = bool(w.tonal or w.octave or w.width)
     return {m: ExampleStream(m, songs, refs, cfg.section_seconds, sample_rate, cfg.min_tracks, cfg.max_tracks,
                              seed=seed, rank=rank, pairing=cfg.pairing, match=match)
-            for m in methods_of(cfg)}
+            for m in methods_of(cfg) if not validation or m == 1 or refs or len(songs) > 1}
 
 
 def _plot(out: Path) -> None:
@@ -485,8 +488,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         generator=torch.Generator().manual_seed(cfg.seed))  # the global RNG (dropout) stays untouched
     val_batches, quality = [], None
     if d.main and cfg.val_every and val_songs:
-        val_streams = _streams(cfg, val_songs if len(val_songs) > 1 or val_refs else songs, val_refs,
-                               sample_rate, 0, cfg.seed + 7919)
+        val_streams = _streams(cfg, val_songs, val_refs, sample_rate, 0, cfg.seed + 7919, validation=True)
         val_batches = _val_batches(cfg, val_streams)
         if cfg.val_cross + cfg.val_same > 0:
             quality = QualityValidation(val_songs, cfg.val_cross, cfg.val_same, cfg.val_seconds, sample_rate,
@@ -551,7 +553,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                             f"({v / base * 100 if base > 0 else 0:.1f} %)")
             result = None
             if quality:
-                result = quality.run(unwrap_model(model))
+                result = quality.run(unwrap(model))
                 values.update(quality.flat(result))
                 logger.line("  validation (model only): score " + f"{result['score']:.3f}; " + "; ".join(
                     f"{kind}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items())
@@ -662,10 +664,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         dist.destroy_process_group()
     return {"step": step, "wall_seconds": wall, "metrics": last_metrics, "stop": stop_reason,
             "rank": d.rank, "world": d.world, "best": best_info}
-
-
-def unwrap_model(model):
-    return model.module if hasattr(model, "module") else model
 
 
 def main(argv: list[str] | None = None) -> int:
