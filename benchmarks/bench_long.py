@@ -100,6 +100,7 @@ def main(argv=None) -> int:
             kind = "mono" if ch == 1 else "stereo"
             per_minute[("render", ch, minutes)] = r["wall"] / minutes
             rows.append((f"render {n} {kind} x {minutes:g} min", "<= 2.5 GB, linear", "-", _cell(r, minutes)))
+            print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
             shutil.rmtree(folder, ignore_errors=True)
         mix_cases = [(8, float(m), 1) for m in args.mix_minutes.split(",") if m]
         if args.mix_stereo_minutes:
@@ -123,6 +124,7 @@ def main(argv=None) -> int:
             kind = "mono" if ch == 1 else "stereo"
             rows.append((f"mix {n} {kind} x {minutes:g} min (model + {args.steps} steps, render)",
                          "<= 2.5 GB, linear", _cell(before, minutes), _cell(ours, minutes)))
+            print(" | ".join(rows[-1]), file=sys.stderr, flush=True)  # as it goes: the cases are long
             shutil.rmtree(folder, ignore_errors=True)
             (work / "mix.wav").unlink(missing_ok=True)
         print(table(rows, ("case", "target", "before", "ours")))
@@ -130,7 +132,11 @@ def main(argv=None) -> int:
             mono = sorted((m, v) for (w, ch, m), v in per_minute.items() if ch == 1 and w == what)
             if len(mono) >= 2:
                 print(f"\n{what} linearity: seconds per minute of audio at {mono[-1][0]:g} min / at "
-                      f"{mono[0][0]:g} min = {mono[-1][1] / mono[0][1]:.2f} (1.00 = linear)")
+                      f"{mono[0][0]:g} min = {mono[-1][1] / mono[0][1]:.2f} (1.00 = linear; a mix has a "
+                      "fixed part, the model and the refinement steps)")
+                steps = [f"{a:g}->{b:g} min: {(vb * b - va * a) / (b - a):.2f} s/min"
+                         for (a, va), (b, vb) in zip(mono, mono[1:], strict=False)]
+                print(f"{what} time per added minute of audio (wall): " + ", ".join(steps))
         from core.prepare import MIX_BASE_BYTES, MIX_BYTES_PER_CHANNEL_SECOND
 
         for n, minutes, ch in ((8, 60, 1), (1, 120, 2)):

@@ -304,13 +304,10 @@ def _start_params(inputs, args):
     return inputs.default_params(), None, model, "model"
 
 
-#: Longest mix (and reference) whose match report ``mix`` prints: the report reads both whole.
-REPORT_MAX_SECONDS = 20 * 60
-
-
 def _print_report(path: str, reference, sample_rate: int, mix_seconds: float) -> None:
-    """The match report's headline of the written mix against the reference (songs up to 20 min)."""
+    """The match report's headline of the written mix against the reference (songs up to 10 min)."""
     from .audio_io import load_audio, to_stereo
+    from .prepare import REPORT_MAX_SECONDS
     from .report import compare
 
     if max(reference.shape[-1] / sample_rate, mix_seconds) > REPORT_MAX_SECONDS:
@@ -463,12 +460,16 @@ def cmd_render(args) -> int:
         from .prepare import load_inputs
 
         inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
-        _warn_dc(inputs)
-        params = saved.select(inputs.names, args.params)
-        with WriteGroup() as outputs:
-            params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
-            outputs.commit()
-        count, seconds = len(inputs.names), inputs.duration
+        try:
+            _warn_dc(inputs)
+            params = saved.select(inputs.names, args.params)
+            with WriteGroup() as outputs:
+                params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs,
+                                                      guard)
+                outputs.commit()
+            count, seconds = len(inputs.names), inputs.duration
+        finally:
+            inputs.close()
     else:
         # the stems are decoded block by block as they are rendered: memory does not grow with length
         from .stream_io import StemFiles

@@ -1,10 +1,20 @@
 """Stems and reference as the console, the model and refinement see them.
 
-Stems are loaded at the session rate, made two-channel (a mono stem is duplicated and flagged
-``stereo=False``) and padded to one length. Each stem's ``trim_db`` is set by loudness normalisation to
-:data:`STEM_LUFS`, so the default console (trims, faders at 0 dB, pans centred) is the *equal-loudness
-sum* that the method is measured against. The reference is kept as is; analysis uses it normalised
-to :data:`REFERENCE_LUFS` (DESIGN.md section 1).
+Stems are loaded at the session rate, seen as two-channel (a mono stem reads as two equal channels and
+is flagged ``stereo=False``) and padded to one length. Each stem's ``trim_db`` is set by loudness
+normalisation to :data:`STEM_LUFS`, so the default console (trims, faders at 0 dB, pans centred) is the
+*equal-loudness sum* that the method is measured against. The reference is kept as is; analysis uses
+it normalised to :data:`REFERENCE_LUFS` (DESIGN.md section 1).
+
+Songs of any length: :func:`load_inputs` (``stylemix mix``) decodes each stem once into a
+:class:`core.stream_io.StemStore` (memory for a song, unnamed temporary files for hours; a mono stem
+stays mono), measuring loudness, peak and DC on the way. Prediction, refinement and same-song detection
+read sections (:meth:`Inputs.section`) and whole-song measurements made a stretch at a time and cached
+(:func:`stem_frame_stats`, :meth:`core.objective.SongModel.of_inputs`, the same-song envelopes); the
+final render streams from the store. Memory then grows only with the envelopes that same-song
+detection keeps (:data:`MIX_BYTES_PER_CHANNEL_SECOND`); :func:`mix_memory_needed` estimates the peak
+from the files' headers so that the command can refuse, before any work, what does not fit.
+:func:`from_audio` builds the same :class:`Inputs` in memory from loaded stems (the app, training).
 """
 
 from __future__ import annotations
@@ -222,6 +232,9 @@ MIX_BASE_BYTES = 1.1e9
 MIX_BYTES_PER_CHANNEL_SECOND = 25e3
 #: ... and per frame of the reference (held in memory, stereo float32, with its analysis copies).
 MIX_BYTES_PER_REFERENCE_FRAME = 40.0
+#: ... and per frame of the mix when its match report is printed (songs up to 10 min, read whole).
+MIX_BYTES_PER_REPORT_FRAME = 30.0
+REPORT_MAX_SECONDS = 10 * 60
 #: Disk space the stems take in the temporary folder while mixing: float32 per channel and frame.
 MIX_DISK_BYTES_PER_SAMPLE = 4
 
@@ -241,8 +254,10 @@ def mix_memory_needed(stem_paths: list[str], reference_path: str | None,
     need = MIX_BASE_BYTES + MIX_BYTES_PER_CHANNEL_SECOND * channel_frames / sample_rate
     if disk <= MEMORY_STORE_BYTES:  # short songs stay in memory
         need, disk = need + disk, 0
-    if reference_path:
-        need += MIX_BYTES_PER_REFERENCE_FRAME * session_frames(reference_path, sample_rate)[1]
+    ref_frames = session_frames(reference_path, sample_rate)[1] if reference_path else 0
+    need += MIX_BYTES_PER_REFERENCE_FRAME * ref_frames
+    if max(frames, ref_frames) <= REPORT_MAX_SECONDS * sample_rate:
+        need += MIX_BYTES_PER_REPORT_FRAME * frames
     return need, len(files), frames / sample_rate, disk
 
 
