@@ -7,6 +7,11 @@ channels and short stems padded with silence. :class:`FrameStore` keeps a ``(C, 
 memory when it is small and in an anonymous temporary file (deleted by the system when closed, even
 if the process is killed) when it is long, so the output stage can pass over it several times with
 flat memory.
+
+Mixing reads the stems many times and out of order (analysis sections, whole-song measurements, the
+render): :class:`StemStore` decodes each stem once, with the same streaming reader, into a
+:class:`FrameStore` at its own channel count, measuring its loudness, peak and DC on the way, and then
+hands out any section.
 """
 
 from __future__ import annotations
