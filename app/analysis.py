@@ -23,9 +23,10 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from core import measure
 from core.report import AIR_HZ, CENTRES_HZ, LOW_END_HZ, WIDTH_RANGES, band_label, short_hz, smooth_bands
 
-from . import measure, theme
+from . import theme
 
 _DEBOUNCE_MS = 400
 

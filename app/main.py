@@ -152,7 +152,12 @@ def run_app(argv: list[str] | None = None) -> int:
     app = make_app([], plots=False)
     splash = None if args.screenshot else show_splash(app)
     configure_plots()
+    from core.playback import use_short_switch_interval
+
     from .mainwindow import MainWindow
+
+    # Once per process, before any playback: the GUI thread runs Python while the render thread plays.
+    use_short_switch_interval()
 
     window = MainWindow(audio=not (args.no_audio or args.screenshot))
     if args.steps is not None:

@@ -272,7 +272,7 @@ class MainWindow(QMainWindow):
             ref = inputs.reference
             cached = getattr(self, "_ref_envelope", None)
             if cached is None or cached[0] is not ref:
-                from .measure import envelope
+                from core.measure import envelope
 
                 lo, hi = envelope(ref)
                 cached = self._ref_envelope = (ref, lo, hi, ref.shape[-1] / inputs.sample_rate)

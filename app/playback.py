@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from . import measure
+from core import measure
 
 SOURCES = ("mix", "reference", "predicted")
 SOURCE_TEXT = {"mix": "MIX — your edits", "reference": "REFERENCE", "predicted": "PREDICTED"}

@@ -9,9 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QWidget
 
-from core.session import STRENGTH_GROUPS
-
-STRENGTH_LABELS = {"level": "Levels", "eq": "EQ", "dynamics": "Dynamics", "pan": "Pan", "master": "Master"}
+from core.params import STRENGTH_GROUPS, STRENGTH_LABELS
 
 
 class StrengthSlider(QWidget):

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.params import MASTER, TRACK
+from core.params import group as schema_group
 
 from . import theme
 from .model import MASTER_TRACK
@@ -31,7 +32,6 @@ from .widgets.eq import EqSection
 from .widgets.meters import FLOOR_DB, GainReductionMeter, LevelMeter
 
 STRIP_WIDTH, COMPACT_WIDTH = 176, 86
-SECTION_TITLES = {"eq": "EQ", "dynamics": "COMPRESSOR", "level": "FADER"}
 
 
 def _vbox(widget: QWidget | None = None, margins=(0, 0, 0, 0), spacing: int = 2) -> QVBoxLayout:
@@ -91,11 +91,13 @@ class StripBase(QFrame):
         self.meter = LevelMeter()
         self.layout_ = _vbox(self, (4, 4, 4, 4), 3)
 
-    def keys_of(self, group: str) -> list[str]:
-        return [p.key for p in self.schema if p.group == group]
+    def keys_of(self, key: str) -> list[str]:
+        return [p.key for p in self.schema if p.group == key]
 
-    def _lock(self, group: str, what: str) -> LockButton:
-        btn = LockButton(self.model, self.track, self.keys_of(group), what)
+    def _lock(self, key: str, what: str | None = None) -> LockButton:
+        """Lock button of the schema group ``key`` (``what``: its name in the tooltip, default the
+        schema's)."""
+        btn = LockButton(self.model, self.track, self.keys_of(key), what or schema_group(key).name)
         self.locks.append(btn)
         return btn
 
@@ -107,12 +109,12 @@ class StripBase(QFrame):
     def eq_section(self) -> Section:
         self.eq = EqSection(self.model, self.track, self.schema)
         self.controls.update(self.eq.controls)
-        sec = Section("EQ", self._lock("eq", "EQ"))
+        sec = Section(schema_group("eq").title, self._lock("eq"))
         sec.body.addWidget(self.eq)
         return sec
 
     def comp_section(self) -> Section:
-        sec = Section("COMPRESSOR", self._lock("dynamics", "compressor"))
+        sec = Section(schema_group("dynamics").title, self._lock("dynamics"))
         row = QHBoxLayout()
         row.setSpacing(2)
         grid = QGridLayout()
@@ -216,9 +218,9 @@ class ChannelStrip(StripBase):
             b.setFixedHeight(18)
             row.addWidget(b)
         row.addStretch(1)
-        self.pan_lock = self._lock("pan", "pan")
+        self.pan_lock = self._lock("pan")
         row.addWidget(self.pan_lock)
-        row.addWidget(self._lock("level", "fader"))
+        row.addWidget(self._lock("level"))
         self._btn_row = row
         return row
 
@@ -299,9 +301,9 @@ class MasterStrip(StripBase):
         lay.addWidget(self.eq_section())
         lay.addWidget(self.comp_section())
         head = QHBoxLayout()
-        head.addWidget(QLabel("MASTER FADER", objectName="sectionTitle"))
+        head.addWidget(QLabel(f"MASTER {schema_group('level').title}", objectName="sectionTitle"))
         head.addStretch(1)
-        head.addWidget(self._lock("level", "master fader"))
+        head.addWidget(self._lock("level", f"master {schema_group('level').name}"))
         lay.addLayout(head)
         lay.addLayout(self.fader_row(self._loudness()), 1)  # loudness readouts beside the fader
         self.setFixedWidth(STRIP_WIDTH + 10)

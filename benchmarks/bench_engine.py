@@ -65,6 +65,9 @@ print("RESULT " + json.dumps({{"wall": wall, "cpu": cpu}}))
 SESSION = _PRELUDE + r"""
 import threading
 from core.playback import Player
+# as the app does (core.playback.use_short_switch_interval; older code set it in Player()): the busy
+# thread below stands for its GUI thread
+sys.setswitchinterval(0.001)
 x = song(16, {seconds}); tp, mp = params(16); stereo = np.ones(16, bool)
 tp[:, TRACK.index("gain_db")] = -12.0
 B = {block}

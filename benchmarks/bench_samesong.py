@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_samesong.py [--songs 16] [--dir DIR] [--seconds 40]
 
-Songs are FluidSynth renders from training/synth.py (generated into DIR, default a temporary folder;
+Songs are FluidSynth renders from training/synth/ (generated into DIR, default a temporary folder;
 existing songs are reused); without FluidSynth the numpy songs of tests/synthetic.py stand in. Each song
 is split in halves; the stems are always the second half. Cases:
 

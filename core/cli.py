@@ -2,9 +2,10 @@
 
 ``stylemix mix`` turns raw stems plus a reference song into a mix and a full set of console
 parameters; ``render`` re-renders a saved parameter set; ``analyze`` measures files; ``params`` prints
-the console's parameter table. With no sub-command (or a session / audio files) it opens the desktop
-app. Exit status: 0 success, 1 bad input, 2 usage error. Errors are one line on stderr; ``--debug``
-shows tracebacks.
+the console's parameter table. The ``stylemix`` program (:mod:`app.launcher`) sends these commands
+here and opens the desktop app with no sub-command (or a session / audio files); ``python -m core.cli
+COMMAND ...`` runs them without the app. Exit status: 0 success, 1 bad input, 2 usage error. Errors
+are one line on stderr; ``--debug`` shows tracebacks.
 
 ``compare`` prints the match report of a mix against a reference (:mod:`core.report`).
 
@@ -642,10 +643,17 @@ HANDLERS = {"mix": cmd_mix, "render": cmd_render, "analyze": cmd_analyze, "compa
             "params": cmd_params}
 
 
+def is_command_line(argv: list[str]) -> bool:
+    """Whether ``stylemix ARGV`` is a command-line run (a command, or help), not the desktop app."""
+    return any(a in COMMANDS for a in argv) or any(a in ("-h", "--help") for a in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command (``argv`` default: the process's arguments); without one, print the help."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in COMMANDS for a in argv) and not any(a in ("-h", "--help") for a in argv):
-        return _open_app(argv)
+    if not is_command_line(argv):
+        build_parser().print_help()
+        return 0 if not argv else 2
     command = next((a for a in argv if a in COMMANDS), None)
     steps = None
     if command == "mix":
@@ -683,14 +691,11 @@ def _describe(e: BaseException) -> str:
     return " ".join((str(e) or type(e).__name__).splitlines())
 
 
-def _open_app(argv: list[str]) -> int:
-    try:
-        from app.main import run_app
-    except ImportError:
-        build_parser().print_help()
-        return 0 if not argv else 2
-    return run_app(argv)
-
-
 def entry() -> None:
+    """``python -m core.cli``: the command line alone (the ``stylemix`` program is
+    :func:`app.launcher.entry`)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -7,6 +7,10 @@ Format (all values physical, keys from :mod:`core.params`)::
      "master": {"gain_db": 0.0, …}}
 
 A file written for another console schema (fingerprint mismatch) is refused with a one-line error.
+
+Parameter values are read by :func:`read_values` and written by :func:`values_json`, here and in
+sessions (:mod:`core.session`): strictly for params files (the first problem is an error), leniently
+for sessions (each problem repaired and reported as a warning: a session is the user's work).
 """
 
 from __future__ import annotations
@@ -70,10 +74,10 @@ class MixParams:
                 entry["file"] = self.files[i]
             if i < len(self.stereo):
                 entry["stereo"] = bool(self.stereo[i])
-            entry["params"] = _rounded(self.track_dict(i))
+            entry["params"] = values_json(TRACK, self.tracks[i])
             tracks.append(entry)
         return {"schema": fingerprint(), "sample_rate": int(self.sample_rate), "tracks": tracks,
-                "master": _rounded(self.master_dict())}
+                "master": values_json(MASTER, self.master)}
 
     def select(self, names: list[str], where: str = "params") -> MixParams:
         """Rows re-ordered to ``names``; a name the set lacks is an error naming it."""
@@ -87,10 +91,6 @@ class MixParams:
         return MixParams(list(names), self.tracks[idx].copy(), self.master.copy(),
                          [self.files[i] for i in idx] if self.files else [],
                          [self.stereo[i] for i in idx] if self.stereo else [], self.sample_rate)
-
-
-def _rounded(d: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 6) for k, v in d.items()}
 
 
 def is_finite_number(value) -> bool:
@@ -109,18 +109,54 @@ def short_repr(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _check_values(values, schema: Schema, where: str) -> np.ndarray:
-    if not isinstance(values, dict):
-        raise ParamsError(f"{where}: expected an object of parameter values")
-    for key, value in values.items():
+# --- parameter values: the one reader and the one serialiser -------------------------------------------
+
+def values_json(schema: Schema, vector) -> dict[str, float]:
+    """Physical values in ``schema`` order -> ``{key: value}`` rounded to 6 decimals (params and
+    session files)."""
+    return {k: round(float(v), 6) for k, v in schema.to_dict(vector).items()}
+
+
+def read_values(data, schema: Schema, where: str, *, warnings: list[str] | None = None,
+                base: np.ndarray | None = None) -> np.ndarray:
+    """A parsed ``{key: value}`` object -> physical values in ``schema`` order.
+
+    Keys it lacks keep ``base`` (default: the schema's defaults). Strict when ``warnings`` is None:
+    the first unknown key, non-finite or non-number value, or value outside the range (beyond 1e-6)
+    raises :class:`ParamsError`, one line starting with ``where``. Lenient when ``warnings`` is a
+    list: unknown keys are ignored, bad values keep ``base``, out-of-range values are clipped, and
+    each is appended to ``warnings`` as one line; a ``data`` that is not an object gives ``base``.
+    """
+    strict = warnings is None
+    vec = schema.defaults() if base is None else np.array(base, dtype=np.float64)
+    if not isinstance(data, dict):
+        if strict:
+            raise ParamsError(f"{where}: expected an object of parameter values")
+        if data is not None:
+            warnings.append(f"{where}: parameters are not a set of key/value pairs ({short_repr(data)}); "
+                            f"defaults used")
+        return vec
+    for key, value in data.items():
         if key not in schema:
-            raise ParamsError(f"{where}: unknown {schema.name} parameter {short_repr(key)}")
+            if strict:
+                raise ParamsError(f"{where}: unknown {schema.name} parameter {short_repr(key)}")
+            warnings.append(f"{where}: unknown parameter {short_repr(key)} ignored")
+            continue
         if not is_finite_number(value):
-            raise ParamsError(f"{where}: {key} must be a finite number, got {short_repr(value)}")
+            if strict:
+                raise ParamsError(f"{where}: {key} must be a finite number, got {short_repr(value)}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            what = "is not finite" if number else "is not a number"
+            warnings.append(f"{where}: {key} {what} ({short_repr(value)}), default used")
+            continue
         p = schema[key]
-        if not (p.min - 1e-6 <= value <= p.max + 1e-6):
+        inside = p.min - 1e-6 <= value <= p.max + 1e-6
+        if strict and not inside:
             raise ParamsError(f"{where}: {key} = {value:g} is outside {p.min:g}..{p.max:g}")
-    return schema.to_vector(values)
+        if not inside:
+            warnings.append(f"{where}: {key} = {value:g} clipped to {p.min:g}..{p.max:g}")
+        vec[schema.index(key)] = float(value) if strict else p.clip(value)
+    return vec
 
 
 def from_json(doc, path: str = "params") -> MixParams:
@@ -148,8 +184,8 @@ def from_json(doc, path: str = "params") -> MixParams:
         names.append(name)
         files.append(t.get("file") or "")
         stereo.append(bool(t.get("stereo", False)))
-        rows.append(_check_values(t["params"], TRACK, f"{path}: track {short_repr(name)}"))
-    master = _check_values(doc["master"], MASTER, f"{path}: master")
+        rows.append(read_values(t["params"], TRACK, f"{path}: track {short_repr(name)}"))
+    master = read_values(doc["master"], MASTER, f"{path}: master")
     sr = doc.get("sample_rate", 44100)
     if not isinstance(sr, int) or isinstance(sr, bool) or not 8000 <= sr <= 384000:
         raise ParamsError(f"{path}: sample_rate must be a whole number of Hz (8000 to 384000), "

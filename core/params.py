@@ -19,15 +19,43 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group of controls: a section of a strip, a lock, a strength slider, a refinement group."""
+
+    key: str
+    title: str  # the strip section's title
+    name: str  # in a sentence: "Lock the {name}"
+    strength_label: str  # the strength slider's label
+
+
+#: The groups, in strip order.
+GROUP_TABLE = (
+    Group("trim", "TRIM", "trim", "Trim"),
+    Group("level", "FADER", "fader", "Levels"),
+    Group("eq", "EQ", "EQ", "EQ"),
+    Group("dynamics", "COMPRESSOR", "compressor", "Dynamics"),
+    Group("pan", "PAN", "pan", "Pan"),
+)
 #: Groups used by the app (strength blend, sections) and by refinement.
-GROUPS = ("trim", "level", "eq", "dynamics", "pan")
+GROUPS = tuple(g.key for g in GROUP_TABLE)
+
+
+def group(key: str) -> Group:
+    """The :class:`Group` called ``key``."""
+    for g in GROUP_TABLE:
+        if g.key == key:
+            return g
+    raise KeyError(f"unknown parameter group '{key}'")
 
 
 @dataclass(frozen=True)
@@ -44,6 +72,9 @@ class Param:
     fmt: str  # str.format pattern for display, e.g. "{:+.1f}"
     group: str  # one of GROUPS
     predicted: bool = True  # False: set by import or by the user, never by the model
+    #: Where engineers typically set it: ``(low, high, log-uniform?)``, physical. Training draws its
+    #: "musical" random consoles from it; None: anywhere in the range (log scales log-uniform).
+    typical: tuple[float, float, bool] | None = None
 
     def to_unit(self, value: float) -> float:
         """Physical value -> [0, 1] (clipped to the range)."""
@@ -70,28 +101,82 @@ class Param:
 
 # --- the table --------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class EqBand:
+    """One band of the 6-band EQ; its controls are ``{key}_gain_db``, ``{key}_freq_hz`` and ``{key}_q``."""
+
+    key: str  # key prefix
+    label: str  # e.g. "Band 1"
+    short: str  # on the band's button, e.g. "1"
+    kind: str  # filter type: "low_shelf", "peaking" or "high_shelf" (as the console and engine read it)
+
+    @property
+    def gain(self) -> str:
+        return f"{self.key}_gain_db"
+
+    @property
+    def freq(self) -> str:
+        return f"{self.key}_freq_hz"
+
+    @property
+    def q(self) -> str:
+        return f"{self.key}_q"
+
+    def controls(self) -> tuple[tuple[str, str], ...]:
+        """``(key, short label)`` of the band's controls: gain, frequency, Q."""
+        return tuple((f"{self.key}_{what}", short) for what, _, short in _EQ_CONTROLS)
+
+
 _EQ_BANDS = (
-    # key prefix, label, freq min, freq max, freq default, q min, q max, q default
-    ("eq_low_shelf", "Low shelf", 30.0, 1000.0, 100.0, 0.3, 3.0, 0.707),
-    ("eq_band1", "Band 1", 40.0, 600.0, 150.0, 0.3, 8.0, 1.0),
-    ("eq_band2", "Band 2", 150.0, 2500.0, 600.0, 0.3, 8.0, 1.0),
-    ("eq_band3", "Band 3", 600.0, 8000.0, 2200.0, 0.3, 8.0, 1.0),
-    ("eq_band4", "Band 4", 2000.0, 16000.0, 5600.0, 0.3, 8.0, 1.0),
-    ("eq_high_shelf", "High shelf", 1000.0, 16000.0, 8000.0, 0.3, 3.0, 0.707),
+    # band, freq min, freq max, freq default, q min, q max, q default
+    (EqBand("eq_low_shelf", "Low shelf", "LS", "low_shelf"), 30.0, 1000.0, 100.0, 0.3, 3.0, 0.707),
+    (EqBand("eq_band1", "Band 1", "1", "peaking"), 40.0, 600.0, 150.0, 0.3, 8.0, 1.0),
+    (EqBand("eq_band2", "Band 2", "2", "peaking"), 150.0, 2500.0, 600.0, 0.3, 8.0, 1.0),
+    (EqBand("eq_band3", "Band 3", "3", "peaking"), 600.0, 8000.0, 2200.0, 0.3, 8.0, 1.0),
+    (EqBand("eq_band4", "Band 4", "4", "peaking"), 2000.0, 16000.0, 5600.0, 0.3, 8.0, 1.0),
+    (EqBand("eq_high_shelf", "High shelf", "HS", "high_shelf"), 1000.0, 16000.0, 8000.0, 0.3, 3.0, 0.707),
 )
+# a band's controls: key suffix, label after the band's ("Band 1 gain"), label within the band ("Gain")
+_EQ_CONTROLS = (("gain_db", "gain", "Gain"), ("freq_hz", "freq", "Freq"), ("q", "Q", "Q"))
 
+#: The EQ bands, in band order.
+EQ_BANDS = tuple(b[0] for b in _EQ_BANDS)
 #: Filter type of each EQ band, in band order (as understood by the console and engine).
-EQ_BAND_TYPES = ("low_shelf", "peaking", "peaking", "peaking", "peaking", "high_shelf")
-EQ_BAND_KEYS = tuple(b[0] for b in _EQ_BANDS)
+EQ_BAND_TYPES = tuple(b.kind for b in EQ_BANDS)
+EQ_BAND_KEYS = tuple(b.key for b in EQ_BANDS)
+
+# Typical settings (Param.typical): EQ gains within +/- this many dB; Q within this range (log-uniform).
+_TYPICAL_EQ_GAIN_DB = {"track": 9.0, "master": 3.0}
+_TYPICAL_EQ_Q = (0.5, 3.0)
+# The other typical settings, by schema and key: (low, high, log-uniform?); keys checked when the schema
+# is built (a key the schema lacks raises at import).
+_TYPICAL = {
+    "track": {
+        "gain_db": (-15.0, 6.0, False), "pan": (-0.9, 0.9, False),
+        "comp_threshold_db": (-36.0, 0.0, False), "comp_ratio": (1.0, 8.0, True),
+        "comp_attack_ms": (1.0, 50.0, True), "comp_release_ms": (30.0, 500.0, True),
+        "comp_knee_db": (0.0, 12.0, False), "comp_makeup_db": (0.0, 6.0, False),
+    },
+    "master": {
+        "gain_db": (-6.0, 6.0, False), "comp_threshold_db": (-24.0, 0.0, False),
+        "comp_ratio": (1.0, 4.0, True), "comp_attack_ms": (5.0, 50.0, True),
+        "comp_release_ms": (50.0, 500.0, True), "comp_knee_db": (3.0, 12.0, False),
+        "comp_makeup_db": (0.0, 3.0, False),
+    },
+}
 
 
-def _eq_params() -> list[Param]:
+def _eq_params(typical_gain_db: float) -> list[Param]:
     out = []
-    for key, label, fmin, fmax, fdef, qmin, qmax, qdef in _EQ_BANDS:
+    g = typical_gain_db
+    for band, fmin, fmax, fdef, qmin, qmax, qdef in _EQ_BANDS:
+        (gain, gain_label, _), (freq, freq_label, _), (q, q_label, _) = (
+            (f"{band.key}_{what}", f"{band.label} {label}", short) for what, label, short in _EQ_CONTROLS)
+        typical_q = (max(_TYPICAL_EQ_Q[0], qmin), min(_TYPICAL_EQ_Q[1], qmax), True)
         out += [
-            Param(f"{key}_gain_db", f"{label} gain", "dB", -12.0, 12.0, 0.0, "lin", "{:+.1f}", "eq"),
-            Param(f"{key}_freq_hz", f"{label} freq", "Hz", fmin, fmax, fdef, "log", "{:.0f}", "eq"),
-            Param(f"{key}_q", f"{label} Q", "", qmin, qmax, qdef, "log", "{:.2f}", "eq"),
+            Param(gain, gain_label, "dB", -12.0, 12.0, 0.0, "lin", "{:+.1f}", "eq", typical=(-g, g, False)),
+            Param(freq, freq_label, "Hz", fmin, fmax, fdef, "log", "{:.0f}", "eq"),
+            Param(q, q_label, "", qmin, qmax, qdef, "log", "{:.2f}", "eq", typical=typical_q),
         ]
     return out
 
@@ -107,6 +192,15 @@ def _comp_params() -> list[Param]:
     ]
 
 
+def _with_typical(name: str, params: list[Param]) -> tuple[Param, ...]:
+    """``params`` with the typical settings of :data:`_TYPICAL` [name]; unknown keys raise."""
+    table = _TYPICAL[name]
+    unknown = set(table) - {p.key for p in params}
+    if unknown:
+        raise RuntimeError(f"typical settings for unknown {name} parameter(s): {', '.join(sorted(unknown))}")
+    return tuple(replace(p, typical=table[p.key]) if p.key in table else p for p in params)
+
+
 @dataclass(frozen=True)
 class Schema:
     """An ordered set of parameters: the track strip or the master bus."""
@@ -118,6 +212,10 @@ class Schema:
         keys = [p.key for p in self.params]
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate keys in schema {self.name}")
+        for p in self.params:
+            if p.typical is not None and not p.min <= p.typical[0] < p.typical[1] <= p.max:
+                raise ValueError(f"{self.name} parameter {p.key}: typical range {p.typical[:2]} is not "
+                                 f"inside {p.min:g}..{p.max:g}")
 
     def __len__(self) -> int:
         return len(self.params)
@@ -254,25 +352,51 @@ def _like(arr: np.ndarray, ref, bool_: bool = False):
 
 TRACK = Schema(
     "track",
-    tuple(
+    _with_typical(
+        "track",
         [Param("trim_db", "Trim", "dB", -48.0, 48.0, 0.0, "lin", "{:+.1f}", "trim", predicted=False)]
-        + _eq_params()
+        + _eq_params(_TYPICAL_EQ_GAIN_DB["track"])
         + _comp_params()
         + [
             Param("gain_db", "Fader", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level"),
             Param("pan", "Pan", "", -1.0, 1.0, 0.0, "lin", "{:+.2f}", "pan"),
-        ]
+        ],
     ),
 )
 
 MASTER = Schema(
     "master",
-    tuple(
-        _eq_params()
+    _with_typical(
+        "master",
+        _eq_params(_TYPICAL_EQ_GAIN_DB["master"])
         + _comp_params()
-        + [Param("gain_db", "Master", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level")]
+        + [Param("gain_db", "Master", "dB", -48.0, 24.0, 0.0, "lin", "{:+.1f}", "level")],
     ),
 )
+
+for _p in TRACK.params + MASTER.params:  # every console control has a group with its labels
+    if _p.group not in GROUPS:
+        raise RuntimeError(f"parameter {_p.key} has group '{_p.group}', which GROUP_TABLE lacks")
+
+#: Groups with their own strength control: the track groups the model predicts, in strip order, plus
+#: ``"master"`` (the whole master bus).
+STRENGTH_GROUPS = tuple(g for g in GROUPS if any(p.group == g and p.predicted for p in TRACK)) + ("master",)
+#: Label of each strength control.
+STRENGTH_LABELS = {**{g: group(g).strength_label for g in STRENGTH_GROUPS[:-1]}, "master": "Master"}
+
+
+def _group_keys(schema: Schema, group: str) -> tuple[str, ...]:
+    return tuple(p.key for p in schema if p.group == group)
+
+
+#: The EQ controls in the order both consoles take them: gain, frequency and Q of each band, bands in
+#: :data:`EQ_BAND_KEYS` order (the same keys on the track strip and the master bus).
+EQ_KEYS = _group_keys(TRACK, "eq")
+#: The compressor controls in the order both consoles take them: threshold, ratio, attack, release,
+#: knee, makeup (the same keys on the track strip and the master bus).
+COMP_KEYS = _group_keys(TRACK, "dynamics")
+if (_group_keys(MASTER, "eq"), _group_keys(MASTER, "dynamics")) != (EQ_KEYS, COMP_KEYS):
+    raise RuntimeError("the master bus's EQ and compressor keys must be the track strip's, in its order")
 
 
 def fingerprint() -> str:

@@ -1,5 +1,9 @@
 """Live playback of the streaming console: transport, loop, A/B, meters. No Qt.
 
+(About 700 lines: the three threads' hand-offs below are one protocol and read best in one place;
+metering, the publication ring and reference matching live in ``playback_meters``, ``playback_ring`` and
+``reference_match``.)
+
 Three threads meet here:
 
 * the **audio callback** (:meth:`Player.callback`, called by PortAudio through ``sounddevice``, or by a
@@ -17,6 +21,9 @@ Three threads meet here:
 Blocks are published to the callback through physical buffers that are never rewritten while they
 can be read: a re-rendered block goes to a free buffer and the slot's mapping is switched in one
 store; a version number per buffer (odd while written) lets the callback detect the rare torn copy.
+The ring's two halves live in :mod:`core.playback_ring` (:class:`~core.playback_ring.Lane`, one per
+console; :class:`~core.playback_ring.BlockRing`, the published blocks), the meters in
+:mod:`core.playback_meters`, the reference's loudness matching in :mod:`core.reference_match`.
 
 A/B: B is the reference song (loudness-matched to the mix over the loop region or the whole song,
 looping with it) or the console with other parameters (the prediction, while A holds the user's
@@ -26,6 +33,9 @@ past the loop end into the loop start.
 
 Without the PortAudio library or an output device, starting the audio raises :class:`NoAudioError`
 (one line, for the app and CLI to show); rendering, export and everything else keep working.
+
+A program that plays while another of its threads runs Python (a GUI) calls
+:func:`use_short_switch_interval` once before playback starts (the app does at start-up).
 """
 
 from __future__ import annotations
@@ -34,14 +44,22 @@ import math
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from .engine import EngineState, Snapshot, StreamingConsole, _bq, as_stems
+from .engine import Snapshot, as_stems
 from .params import MASTER, TRACK
+from .playback_meters import (  # noqa: F401 (re-exported)
+    METER_FLOOR,
+    MOMENTARY_S,
+    RMS_S,
+    SHORT_TERM_S,
+    BlockMeters,
+    Meters,
+)
+from .playback_ring import BlockRing, Lane
+from .reference_match import MATCH_DEBOUNCE_S, ReferenceMatcher, reference_gain_db  # noqa: F401
 
 #: Default frames per block (11.6 ms at 44.1 kHz).
 BLOCK = 512
@@ -53,12 +71,8 @@ PREROLL_S = 0.15
 LOOP_XFADE_S = 0.005
 SEEK_XFADE_S = 0.005
 AB_XFADE_S = 0.02
-#: Meter windows (BS.1770 momentary and short-term; RMS like a VU-speed meter).
-MOMENTARY_S, SHORT_TERM_S, RMS_S = 0.4, 3.0, 0.3
-#: Meters floor (dB, LUFS).
-METER_FLOOR = -120.0
-#: Reference loudness matching waits for edits to settle this long before measuring.
-MATCH_DEBOUNCE_S = 0.25
+#: GIL switch interval (s) for live playback; see :func:`use_short_switch_interval`.
+SWITCH_INTERVAL_S = 0.001
 
 
 class NoAudioError(RuntimeError):
@@ -91,156 +105,35 @@ def _no_device_message(exc: Exception) -> str:
     return f"no audio output device ({reason}); export still works"
 
 
-@dataclass(frozen=True)
-class Meters:
-    """Levels at the playhead. Rows ``0..N-1`` are the strips (after fader and pan), row ``N`` the
-    master (what is heard, after A/B). dBFS / LUFS, floored at :data:`METER_FLOOR`."""
+def use_short_switch_interval() -> None:
+    """Let Python threads take turns every :data:`SWITCH_INTERVAL_S` instead of the default 5 ms.
 
-    peak_db: np.ndarray  # (N+1, 2) largest sample of the last block
-    rms_db: np.ndarray  # (N+1, 2) over RMS_S
-    momentary_lufs: np.ndarray  # (N+1,) over 400 ms
-    short_term_lufs: np.ndarray  # (N+1,) over 3 s
-    gain_reduction_db: np.ndarray  # (N+1,) compressor, largest in the last block (>= 0)
-    position: int  # frame at the playhead
-
-
-# --- meter kernels ------------------------------------------------------------------------------------
-
-
-@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
-def _meter_strips(cache, stereo, gains, n, ks, kz, peak, sq, kp):
-    """Per strip after fader/pan: block peak and sum of squares per channel, K-weighted power sum."""
-    c1 = (ks[0, 0], ks[0, 1], ks[0, 2], ks[0, 3], ks[0, 4])
-    c2 = (ks[1, 0], ks[1, 1], ks[1, 2], ks[1, 3], ks[1, 4])
-    for t in range(cache.shape[0]):
-        src_r = 1 if stereo[t] else 0
-        kp[t] = 0.0
-        for c in range(2):
-            g = gains[t, c]
-            sc = c if c == 0 else src_r
-            if g == 0.0:
-                peak[t, c] = 0.0
-                sq[t, c] = 0.0
-                kz[t, c, :, :] = 0.0
-                continue
-            z1, z2, z3, z4 = kz[t, c, 0, 0], kz[t, c, 0, 1], kz[t, c, 1, 0], kz[t, c, 1, 1]
-            pk = 0.0
-            s = 0.0
-            k = 0.0
-            for i in range(n):
-                y = g * cache[t, sc, i]
-                pk = max(pk, abs(y))
-                s += y * y
-                u, z1, z2 = _bq(y, c1, z1, z2)
-                u, z3, z4 = _bq(u, c2, z3, z4)
-                k += u * u
-            kz[t, c, 0, 0], kz[t, c, 0, 1], kz[t, c, 1, 0], kz[t, c, 1, 1] = z1, z2, z3, z4
-            peak[t, c] = pk
-            sq[t, c] = s
-            kp[t] += k
-
-
-@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
-def _meter_frames(buf, n, ks, kz, peak, sq):
-    """Master meter on the output block ``buf (n, 2)``; returns the K-weighted power sum."""
-    c1 = (ks[0, 0], ks[0, 1], ks[0, 2], ks[0, 3], ks[0, 4])
-    c2 = (ks[1, 0], ks[1, 1], ks[1, 2], ks[1, 3], ks[1, 4])
-    total = 0.0
-    for c in range(2):
-        z1, z2, z3, z4 = kz[c, 0, 0], kz[c, 0, 1], kz[c, 1, 0], kz[c, 1, 1]
-        pk = 0.0
-        s = 0.0
-        for i in range(n):
-            y = np.float64(buf[i, c])
-            pk = max(pk, abs(y))
-            s += y * y
-            u, z1, z2 = _bq(y, c1, z1, z2)
-            u, z3, z4 = _bq(u, c2, z3, z4)
-            total += u * u
-        kz[c, 0, 0], kz[c, 0, 1], kz[c, 1, 0], kz[c, 1, 1] = z1, z2, z3, z4
-        peak[c] = pk
-        sq[c] = s
-    return total
-
-
-def _k_sections(sample_rate: int) -> np.ndarray:
-    from .meter import k_weighting_sos
-
-    sos = k_weighting_sos(int(sample_rate))  # (2, 6) [b0 b1 b2 1 a1 a2]
-    return np.ascontiguousarray(np.concatenate([sos[:, :3], sos[:, 4:]], axis=1))
-
-
-# --- one console being played ---------------------------------------------------------------------------
-
-
-class _Lane:
-    """A console in the ring: its engine, each slot's strip cache, output and state checkpoint.
-
-    ``valid[t]``: blocks below it hold track ``t``'s strip output for the current snapshot and the
-    engine holds its state at that block. ``front``: blocks below it are mixed (master state there).
+    Process-wide (``sys.setswitchinterval``), so it is not a side effect of making a :class:`Player`:
+    a program that plays audio while another of its threads runs Python (a GUI redrawing) calls it
+    once before playback starts -- the app does at start-up -- so that the render thread, which
+    needs the GIL between its kernels, is not held off for a whole 5 ms switch interval.
     """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
-    def __init__(self, stems, stereo, sample_rate, snapshot: Snapshot, slots: int, block: int):
-        self.con = StreamingConsole(stems, stereo, sample_rate, threads=1, hold_gil=True)
-        self.con.snapshot = snapshot
-        n = self.con.n_tracks
-        self.snapshot = snapshot
-        self.cache = np.zeros((slots, n, 2, block), np.float32)
-        self.out = np.zeros((slots, 2, block), np.float32)
-        self.ck = [EngineState(n) for _ in range(slots)]
-        self.mixed_with: list[Snapshot] = [snapshot] * slots
-        self.mixed_block = np.full(slots, -1, np.int64)
-        self.gmin = np.ones((slots, n))
-        self.mgmin = np.ones(slots)
-        self.valid = np.zeros(n, np.int64)
-        self.front = 0
-        self.slots = slots
-        self._preroll_cache = np.zeros((n, 2, 0), np.float32)
-        self._preroll_out = np.zeros((2, 0), np.float32)
 
-    def take_back(self, j0: int, tracks: np.ndarray) -> None:
-        """Blocks from ``j0`` on must be mixed again, and ``tracks`` (bool mask) filtered again."""
-        ck = self.ck[j0 % self.slots]
-        again = np.flatnonzero(tracks & (self.valid > j0))
-        if len(again):
-            self.con.state.copy_from(ck, tracks=again, master=False)
-        self.valid[tracks] = np.minimum(self.valid[tracks], j0)
-        if self.front > j0:
-            self.con.state.mz[:] = ck.mz
-            self.con.state.mc[:] = ck.mc
-            self.front = j0
+# --- what the caller asks for ------------------------------------------------------------------------------
 
-    def restart(self, j0: int, idx: np.ndarray) -> None:
-        """Initial state, then pre-roll through the song frames ``idx`` (output discarded)."""
-        self.con.state.reset()
-        n = idx.shape[0]
-        if n:
-            if self._preroll_cache.shape[2] < n:
-                self._preroll_cache = np.zeros((self.con.n_tracks, 2, n), np.float32)
-                self._preroll_out = np.zeros((2, n), np.float32)
-            self.con.render_strips(idx, self._preroll_cache, snapshot=self.snapshot)
-            self.con.mix(self._preroll_cache, n, self._preroll_out, snapshot=self.snapshot)
-        self.valid[:] = j0
-        self.front = j0
 
-    def render(self, j: int, idx, tidx, tw) -> None:
-        """Block ``j`` (== ``front``): filter the tracks that need it, mix everything."""
-        slot = j % self.slots
-        need = np.flatnonzero(self.valid <= j)
-        self.ck[slot].copy_from(self.con.state, tracks=need, master=True)
-        if len(need):
-            self.con.render_strips(idx, self.cache[slot], tracks=need, snapshot=self.snapshot, tidx=tidx,
-                                   tw=tw, gmin=self.gmin[slot])
-            self.valid[need] = j + 1
-        prev = (j - 1) % self.slots  # fader/pan/mute changes ramp from the gains of the block before
-        ramp = None
-        if j > 0 and self.mixed_block[prev] == j - 1:
-            ramp = (self.mixed_with[prev].out_gain, self.mixed_with[prev].m_gain)
-        self.mgmin[slot] = self.con.mix(self.cache[slot], idx.shape[0], self.out[slot],
-                                        snapshot=self.snapshot, from_gains=ramp)
-        self.mixed_with[slot] = self.snapshot
-        self.mixed_block[slot] = j
-        self.front = j + 1
+class _Requests:
+    """The caller's requests to the render thread, a mailbox without locks: each field is replaced
+    whole by one reference store (never mutated in place), and the render thread compares them with
+    what it has applied."""
+
+    __slots__ = ("a", "b", "ref", "ref_gain", "ab", "loop", "seek")
+
+    def __init__(self, a: Snapshot):
+        self.a = a  # console A (the user's mix)
+        self.b: Snapshot | None = None  # console B, or None
+        self.ref: tuple | None = None  # (array or None,): a new reference song (None: remove it)
+        self.ref_gain = 1.0  # the reference's loudness-matching gain (linear)
+        self.ab = 0  # 1: hear B
+        self.loop: tuple[int, int] | None = None
+        self.seek = (0, 0)  # (sequence, frame)
 
 
 # --- the player --------------------------------------------------------------------------------------------
@@ -264,7 +157,6 @@ class Player:
 
     def __init__(self, stems, stereo=None, sample_rate: int = 44100, track_params=None, master_params=None,
                  *, block: int = BLOCK, audio: bool = True, device=None, render_thread: bool = True):
-        sys.setswitchinterval(0.001)  # a busy GUI thread must not hold the GIL for the default 5 ms
         self.stems, self.stereo = as_stems(stems, stereo)
         self.sample_rate = int(sample_rate)
         self.block = int(block)
@@ -276,39 +168,20 @@ class Player:
         tp = np.tile(TRACK.defaults(), (self.n_tracks, 1)) if track_params is None else track_params
         mp = MASTER.defaults() if master_params is None else master_params
         snap = Snapshot.build(tp, mp, sr, self.stereo)
-        self._lane_a = _Lane(self.stems, self.stereo, sr, snap, k, b)
-        self._lane_b: _Lane | None = None
-        self._req_a: Snapshot = snap
-        self._req_b: Snapshot | None = None
+        self._req = _Requests(snap)
+        # what the render thread has applied of the requests
+        self._lane_a = Lane(self.stems, self.stereo, sr, snap, k, b)
+        self._lane_b: Lane | None = None
         self._ref: np.ndarray | None = None  # (2, Tr) float32
-        self._req_ref: tuple | None = None  # (array or None,)
         self._ref_gain = 1.0
-        self._req_ref_gain = 1.0
         self._ref_gain_db = 0.0
-        self._req_ab = 0
         self._ab = 0
-        self._req_loop: tuple[int, int] | None = None
         self._loop: tuple[int, int] | None = None
-        self._req_seek = (0, 0)  # (sequence, frame)
         self._seek_done = 0
 
-        # published to the callback (physical buffers; see module docstring)
-        phys = k + 4
-        n1 = self.n_tracks + 1
-        self._buf = np.zeros((phys, b, 2), np.float32)
-        self._ver = np.zeros(phys, np.int64)
-        self._bno = np.full(phys, -1, np.int64)
-        self._map = np.full(k, -1, np.int64)
-        self._bend = np.zeros(phys, np.int64)  # song frame after the block
-        self._bepoch = np.zeros(phys, np.int64)  # seek number the block belongs to
-        self._bstop = np.zeros(phys, bool)  # block lies wholly past the end (no loop): stop there
-        self._bver_a = np.zeros(phys, np.int64)  # snapshot version of A in the block
-        self._m_peak = np.zeros((phys, n1, 2))
-        self._m_rms = np.zeros((phys, n1, 2))
-        self._m_mom = np.zeros((phys, n1))
-        self._m_short = np.zeros((phys, n1))
-        self._m_gr = np.zeros((phys, n1))
-        self._free = deque(range(phys))
+        # published to the callback (see the module docstring), and the callback's own state
+        self._ring = BlockRing(k, k + 4, b)
+        self._meters = BlockMeters(self.n_tracks, sr, b, k, k + 4)
         self._read = 0  # next block the callback plays (written by the callback only)
         self._avail = 0  # blocks below it may be played
         self._off = 0  # frames of block ``_read`` already played (callbacks of another size)
@@ -325,26 +198,12 @@ class Player:
         self._front = 0  # blocks below it are published and current
         self._desc = (0, -1, 0)  # next block: (song frame, loop-tail frame, tail frames left)
         self._w = 0.0  # A/B weight (0 = A) at the start of block ``_front``
-        self._ks = _k_sections(sr)
-        self._kz_s = np.zeros((self.n_tracks, 2, 2, 2))
-        self._kz_m = np.zeros((2, 2, 2))
         self._ck_desc = [(0, -1, 0)] * k
         self._ck_w = np.zeros(k)
-        self._ck_kz_s = np.zeros((k, self.n_tracks, 2, 2, 2))
-        self._ck_kz_m = np.zeros((k, 2, 2, 2))
         self._fade = np.zeros((k, max(1, round(SEEK_XFADE_S * sr)), 2), np.float32)
         self._fade_block = np.full(k, -1, np.int64)  # the block that cross-fades from the old ring
         self._epoch = 0  # seek number of the blocks being rendered
-        hist = math.ceil(SHORT_TERM_S * sr / b) + k + 1
-        self._hist_sq = np.zeros((hist, n1, 2))
-        self._hist_k = np.zeros((hist, n1))
-        self._win = {name: max(1, round(sec * sr / b))
-                     for name, sec in (("rms", RMS_S), ("mom", MOMENTARY_S), ("short", SHORT_TERM_S))}
         self._out_tmp = np.zeros((b, 2), np.float32)
-        self._sq = np.zeros((n1, 2))
-        self._pk = np.zeros((n1, 2))
-        self._kp = np.zeros(n1)
-        self._gr = np.ones(n1)
         self._xf_loop = max(1, round(LOOP_XFADE_S * sr))
         self._xf_ab = max(1, round(AB_XFADE_S * sr))
 
@@ -353,9 +212,7 @@ class Player:
         self._busy = False
         self._error: BaseException | None = None
         self._thread = None
-        self._matcher = None
-        self._match_wake = threading.Event()
-        self._match_pending = False
+        self._matcher = ReferenceMatcher(self._measure_reference_gain, self._set_ref_gain)
         if render_thread:
             self._thread = threading.Thread(target=self._run, name="stylemix-render", daemon=True)
             self._thread.start()
@@ -366,7 +223,7 @@ class Player:
     @property
     def snapshot(self) -> Snapshot:
         """The latest parameters of A (what edits are made against)."""
-        return self._req_a
+        return self._req.a
 
     @property
     def playing(self) -> bool:
@@ -379,11 +236,11 @@ class Player:
 
     @property
     def loop(self) -> tuple[int, int] | None:
-        return self._req_loop
+        return self._req.loop
 
     @property
     def ab(self) -> str:
-        return "B" if self._req_ab else "A"
+        return "B" if self._req.ab else "A"
 
     @property
     def reference_gain_db(self) -> float:
@@ -395,7 +252,7 @@ class Player:
         self._check_thread()
         if self._audio and self._stream is None:
             self._open_stream()
-        if self.position >= self.n_frames and self._req_loop is None:
+        if self.position >= self.n_frames and self._req.loop is None:
             self.seek(0)
         if self._thread is not None:  # start with blocks queued (the first render loads the kernels)
             deadline = time.monotonic() + 2.0
@@ -409,35 +266,35 @@ class Player:
     def stop(self) -> None:
         """Pause and return to the loop start (or the song start)."""
         self._playing = False
-        self.seek(self._req_loop[0] if self._req_loop else 0)
+        self.seek(self._req.loop[0] if self._req.loop else 0)
 
     def seek(self, frame: int) -> None:
         """Move the playhead to ``frame`` (clipped to the song). Heard within about one block."""
         frame = int(min(max(0, frame), self.n_frames))
-        self._req_seek = (self._req_seek[0] + 1, frame)
+        self._req.seek = (self._req.seek[0] + 1, frame)
         self._position = frame
         self._wake.set()
 
     def set_loop(self, start: int | None, end: int | None = None) -> None:
         """Loop ``[start, end)`` frames (None: no loop). At least one block long."""
         if start is None:
-            self._req_loop = None
+            self._req.loop = None
         else:
             start, end = int(max(0, start)), int(min(end, self.n_frames))
             if end - start < max(self.block, 2 * self._xf_loop):
                 raise ValueError("the loop region must be at least one block long")
-            self._req_loop = (start, end)
+            self._req.loop = (start, end)
         self._request_match()
         self._wake.set()
 
     def set_params(self, track_params=None, master_params=None, mute=None, solo=None) -> Snapshot:
         """Edit A (None keeps a part). Returns the new snapshot; heard from the next block rendered."""
-        prev = self._req_a
+        prev = self._req.a
         snap = prev.replace(track_params, master_params, mute, solo)
-        self._req_a = snap
+        self._req.a = snap
         flags = not (np.array_equal(snap.mute, prev.mute) and np.array_equal(snap.solo, prev.solo))
-        if self._req_b is not None and flags:
-            self._req_b = self._req_b.replace(mute=snap.mute, solo=snap.solo)
+        if self._req.b is not None and flags:
+            self._req.b = self._req.b.replace(mute=snap.mute, solo=snap.solo)
         self._request_match()
         self._wake.set()
         return snap
@@ -450,28 +307,28 @@ class Player:
         """Edit a few controls of A: ``[(track, key, value), ...]``, physical values. Only what they
         change is designed again (:meth:`core.engine.Snapshot.edit`), and only the strips whose
         filters changed are filtered again; heard from the next block rendered."""
-        snap = self._req_a.edit(items)
-        self._req_a = snap
+        snap = self._req.a.edit(items)
+        self._req.a = snap
         self._wake.set()
         self._request_match()
         return snap
 
     def set_mute(self, track: int, on: bool) -> None:
-        mute = self._req_a.mute.copy()
+        mute = self._req.a.mute.copy()
         mute[track] = bool(on)
         self.set_params(mute=mute)
 
     def set_solo(self, track: int, on: bool) -> None:
-        solo = self._req_a.solo.copy()
+        solo = self._req.a.solo.copy()
         solo[track] = bool(on)
         self.set_params(solo=solo)
 
     def set_b_params(self, track_params, master_params) -> None:
         """B = this console (e.g. the predicted parameters); replaces a reference as B."""
-        a = self._req_a
-        self._req_b = Snapshot.build(track_params, master_params, self.sample_rate, self.stereo, a.mute,
+        a = self._req.a
+        self._req.b = Snapshot.build(track_params, master_params, self.sample_rate, self.stereo, a.mute,
                                      a.solo)
-        self._req_ref = (None,)
+        self._req.ref = (None,)
         self._wake.set()
 
     def set_reference(self, reference) -> None:
@@ -481,9 +338,9 @@ class Player:
             ref = np.asarray(reference, dtype=np.float32)
             ref = ref[None] if ref.ndim == 1 else ref
             ref = np.ascontiguousarray(np.repeat(ref, 2, axis=0) if ref.shape[0] == 1 else ref[:2])
-        self._req_ref = (ref,)
+        self._req.ref = (ref,)
         if ref is not None:
-            self._req_b = None
+            self._req.b = None
         self._request_match()
         self._wake.set()
 
@@ -491,27 +348,20 @@ class Player:
         """Hear ``"A"`` (the mix) or ``"B"``; cross-fades at the playhead."""
         if which not in ("A", "B"):
             raise ValueError("which must be 'A' or 'B'")
-        self._req_ab = 1 if which == "B" else 0
+        self._req.ab = 1 if which == "B" else 0
         self._wake.set()
 
     def toggle_ab(self) -> str:
-        self.set_ab("A" if self._req_ab else "B")
+        self.set_ab("A" if self._req.ab else "B")
         return self.ab
 
     def meters(self) -> Meters:
         """Meter values of the block last handed to the device (call from a GUI timer)."""
-        p = self._last_phys
-        n1 = self.n_tracks + 1
-        if p < 0:
-            floor = np.full((n1, 2), METER_FLOOR)
-            return Meters(floor, floor.copy(), floor[:, 0].copy(), floor[:, 0].copy(), np.zeros(n1),
-                          self.position)
-        return Meters(self._m_peak[p].copy(), self._m_rms[p].copy(), self._m_mom[p].copy(),
-                      self._m_short[p].copy(), self._m_gr[p].copy(), self.position)
+        return self._meters.read(self._last_phys, self.position)
 
     def match_region(self) -> tuple[int, int]:
         """Frames over which the reference is loudness-matched: the loop, else the whole song."""
-        return self._req_loop if self._req_loop is not None else (0, self.n_frames)
+        return self._req.loop if self._req.loop is not None else (0, self.n_frames)
 
     def update_reference_gain(self) -> float:
         """Measure now (in this thread) and apply the reference gain; returns it in dB."""
@@ -541,10 +391,10 @@ class Player:
                 self._stream = None
         self._quit = True
         self._wake.set()
-        self._match_wake.set()
-        for th in (self._thread, self._matcher):
-            if th is not None and th is not threading.current_thread():
-                th.join(timeout=5)
+        self._matcher.close()
+        th = self._thread
+        if th is not None and th is not threading.current_thread():
+            th.join(timeout=5)
         for lane in (self._lane_a, self._lane_b):
             if lane is not None:
                 lane.con.close()
@@ -566,7 +416,7 @@ class Player:
         if not self._playing:
             outdata.fill(0)
             return
-        done, b = 0, self.block
+        done, b, ring = 0, self.block, self._ring
         while done < frames:
             r = self._read
             if r >= self._avail:
@@ -575,16 +425,7 @@ class Player:
                 return
             off = self._off
             m = min(frames - done, b - off)
-            phys = -1
-            for _ in range(3):  # a re-rendered block may replace this one meanwhile: copy again
-                p = self._map[r % self.ring_blocks]
-                v = self._ver[p]
-                if v & 1 or self._bno[p] != r:
-                    continue
-                outdata[done:done + m] = self._buf[p, off:off + m]
-                if self._ver[p] == v:
-                    phys = p
-                    break
+            phys = ring.copy(r, off, outdata[done:done + m])
             if phys < 0:
                 outdata[done:done + m].fill(0)
                 self.underruns += 1
@@ -595,10 +436,10 @@ class Player:
                 self._read = r + 1
                 if phys >= 0:
                     self._last_phys = phys
-                    self.played_version = self._bver_a[phys]
-                    if self._bepoch[phys] == self._req_seek[0]:  # not a block from before a seek
-                        self._position = self._bend[phys]
-                    if self._bstop[phys]:
+                    self.played_version = ring.version_a[phys]
+                    if ring.epoch[phys] == self._req.seek[0]:  # not a block from before a seek
+                        self._position = ring.end[phys]
+                    if ring.stop[phys]:
                         self._playing = False
                         outdata[done:].fill(0)
                         self._off = 0
@@ -627,11 +468,11 @@ class Player:
             raise RuntimeError(f"playback stopped: {self._error}") from self._error
 
     def _pending(self) -> bool:
-        return (self._req_a is not self._lane_a.snapshot
-                or (self._req_b is not None) != (self._lane_b is not None)
-                or (self._lane_b is not None and self._req_b is not self._lane_b.snapshot)
-                or self._req_ref is not None or self._req_ab != self._ab or self._req_loop != self._loop
-                or self._req_seek[0] != self._seek_done or self._req_ref_gain != self._ref_gain)
+        return (self._req.a is not self._lane_a.snapshot
+                or (self._req.b is not None) != (self._lane_b is not None)
+                or (self._lane_b is not None and self._req.b is not self._lane_b.snapshot)
+                or self._req.ref is not None or self._req.ab != self._ab or self._req.loop != self._loop
+                or self._req.seek[0] != self._seek_done or self._req.ref_gain != self._ref_gain)
 
     def _run(self) -> None:
         period = self.block / self.sample_rate
@@ -664,48 +505,47 @@ class Player:
         if self._front > j0:
             slot = j0 % self.ring_blocks
             self._w = self._ck_w[slot]
-            self._kz_s[:] = self._ck_kz_s[slot]
-            self._kz_m[:] = self._ck_kz_m[slot]
+            self._meters.restore(slot)
             self._desc = self._ck_desc[slot]
             self._front = j0
 
     def _apply_requests(self) -> None:
         lane_a = self._lane_a
-        seek_seq, seek_to = self._req_seek
+        seek_seq, seek_to = self._req.seek
         if seek_seq != self._seek_done:
-            self._loop = self._req_loop
+            self._loop = self._req.loop
             self._epoch = seek_seq
             self._seek(seek_to)
             self._seek_done = seek_seq
-        if self._req_loop != self._loop:
+        if self._req.loop != self._loop:
             j0 = self._take_back_point()
             self._take_back_final(j0)
-            self._loop = self._req_loop
+            self._loop = self._req.loop
             everything = np.ones(self.n_tracks, bool)
             for lane in (lane_a, self._lane_b):
                 if lane is not None:
                     lane.take_back(j0, everything)
-        snap = self._req_a
+        snap = self._req.a
         if snap is not lane_a.snapshot:
             j0 = self._take_back_point()
             self._take_back_final(j0)
             lane_a.take_back(j0, snap.strips_since(lane_a.snapshot))
             lane_a.snapshot = snap
         self._apply_b_requests()
-        if self._req_ab != self._ab or self._req_ref_gain != self._ref_gain:
+        if self._req.ab != self._ab or self._req.ref_gain != self._ref_gain:
             self._take_back_final(self._take_back_point())
-            self._ab = self._req_ab
-            self._ref_gain = self._req_ref_gain
+            self._ab = self._req.ab
+            self._ref_gain = self._req.ref_gain
 
     def _apply_b_requests(self) -> None:
-        ref_req = self._req_ref
+        ref_req = self._req.ref
         if ref_req is not None:
-            self._req_ref = None
+            self._req.ref = None
             self._ref = ref_req[0]
             if self._ref is not None:
                 self._lane_b = None
             self._take_back_final(self._take_back_point())
-        snap_b = self._req_b
+        snap_b = self._req.b
         if snap_b is None:
             if self._lane_b is not None:
                 self._lane_b = None
@@ -715,7 +555,7 @@ class Player:
         if lane_b is None:
             j0 = self._take_back_point()
             self._take_back_final(j0)
-            lane_b = _Lane(self.stems, self.stereo, self.sample_rate, snap_b, self.ring_blocks, self.block)
+            lane_b = Lane(self.stems, self.stereo, self.sample_rate, snap_b, self.ring_blocks, self.block)
             lane_b.restart(j0, self._preroll_indices(self._desc[0]))
             self._lane_b = lane_b
         elif snap_b is not lane_b.snapshot:
@@ -740,10 +580,10 @@ class Player:
         j0 = self._take_back_point()
         self._take_back_final(j0)
         slot = j0 % self.ring_blocks
-        old = self._map[slot]
+        old = self._ring.current(j0)
         self._fade_block[slot] = -1
-        if self._playing and j0 < self._avail and old >= 0 and self._bno[old] == j0:
-            self._fade[slot] = self._buf[old, : self._fade.shape[1]]
+        if self._playing and j0 < self._avail and old >= 0:
+            self._fade[slot] = self._ring.buf[old, : self._fade.shape[1]]
             self._fade_block[slot] = j0
         for lane in (self._lane_a, self._lane_b):
             if lane is not None:
@@ -788,8 +628,7 @@ class Player:
         slot = j % self.ring_blocks
         self._ck_desc[slot] = self._desc
         self._ck_w[slot] = self._w
-        self._ck_kz_s[slot] = self._kz_s
-        self._ck_kz_m[slot] = self._kz_m
+        self._meters.checkpoint(slot)
         start = self._desc[0]
         idx, tidx, tw, self._desc, end = self._positions(self._desc)
         lane_a, lane_b = self._lane_a, self._lane_b
@@ -805,7 +644,8 @@ class Player:
             f = self._fade.shape[1]
             r = ((np.arange(f) + 1.0) / (f + 1.0))[:, None]
             out[:f] = out[:f] * r + self._fade[slot] * (1.0 - r)
-        self._meter(j, slot, out)
+        self._meters.measure(j, lane_a.cache[slot], self.stereo, lane_a.mixed_with[slot].out_gain, out,
+                             lane_a.gmin[slot], lane_a.mgmin[slot])
         self._publish(j, out, end, stop=self._loop is None and start >= self.n_frames)
 
     def _b_block(self, slot, idx, tidx, tw):
@@ -823,44 +663,12 @@ class Player:
             blk = blk * (1.0 - tw) + tail * tw
         return (blk * self._ref_gain).astype(np.float32)
 
-    def _meter(self, j: int, slot: int, out: np.ndarray) -> None:
-        n, b = self.n_tracks, self.block
-        lane = self._lane_a
-        gains = lane.mixed_with[slot].out_gain
-        _meter_strips(lane.cache[slot], self.stereo, gains, b, self._ks, self._kz_s, self._pk[:n],
-                      self._sq[:n], self._kp[:n])
-        self._kp[n] = _meter_frames(out, b, self._ks, self._kz_m, self._pk[n], self._sq[n])
-        h = j % self._hist_sq.shape[0]
-        self._hist_sq[h] = self._sq
-        self._hist_k[h] = self._kp
-        self._gr[:n] = lane.gmin[slot]
-        self._gr[n] = lane.mgmin[slot]
-
-    def _window(self, hist: np.ndarray, j: int, blocks: int) -> np.ndarray:
-        rows = (j - np.arange(blocks)) % hist.shape[0]
-        return hist[rows].sum(axis=0) / (blocks * self.block)
-
     def _publish(self, j: int, out: np.ndarray, end: int, stop: bool) -> None:
-        p = self._free.popleft()
-        self._ver[p] += 1  # odd: being written
-        self._buf[p] = out
-        self._bno[p] = j
-        self._bend[p] = end
-        self._bstop[p] = stop
-        self._bepoch[p] = self._epoch
-        self._bver_a[p] = self._lane_a.mixed_with[j % self.ring_blocks].version
-        win, floor = self._win, METER_FLOOR
-        with np.errstate(divide="ignore"):
-            self._m_peak[p] = np.maximum(20 * np.log10(self._pk), floor)
-            self._m_rms[p] = np.maximum(10 * np.log10(self._window(self._hist_sq, j, win["rms"])), floor)
-            for dst, key in ((self._m_mom, "mom"), (self._m_short, "short")):
-                dst[p] = np.maximum(-0.691 + 10 * np.log10(self._window(self._hist_k, j, win[key])), floor)
-            self._m_gr[p] = np.maximum(-20 * np.log10(np.maximum(self._gr, 1e-12)), 0.0)
-        self._ver[p] += 1  # even: complete
-        old = self._map[j % self.ring_blocks]
-        self._map[j % self.ring_blocks] = p
-        if old >= 0:
-            self._free.append(old)
+        ring = self._ring
+        version = self._lane_a.mixed_with[j % self.ring_blocks].version
+        p = ring.begin(j, out, end, stop, self._epoch, version)
+        self._meters.publish(p, j)
+        ring.commit(j, p)
         self._front = j + 1
         if self._avail < j + 1:
             self._avail = j + 1
@@ -869,69 +677,27 @@ class Player:
     # reference loudness matching
 
     def _request_match(self) -> None:
-        if self._req_ref is None and self._ref is None:
+        if self._req.ref is None and self._ref is None:
             return
-        self._match_pending = True
-        if self._matcher is None:
-            self._matcher = threading.Thread(target=self._match_loop, name="stylemix-match", daemon=True)
-            self._matcher.start()
-        self._match_wake.set()
-
-    def _match_loop(self) -> None:
-        while not self._quit:
-            self._match_wake.wait()
-            self._match_wake.clear()
-            while self._match_pending and not self._quit:  # debounce: wait for edits to settle
-                self._match_pending = False
-                time.sleep(MATCH_DEBOUNCE_S)
-            if self._quit:
-                return
-            try:
-                self._set_ref_gain(self._measure_reference_gain())
-            except Exception:  # a failed measurement leaves the previous gain
-                pass
+        self._matcher.request()
 
     def _measure_reference_gain(self) -> float:
-        """Integrated loudness of the mix minus that of the reference over :meth:`match_region`.
-
-        The mix is measured as it is heard: the whole song from the start, or the loop region on its
-        second pass (filters and compressors as they are when the loop comes round)."""
-        from .meter import integrated_lufs
-
-        ref = self._req_ref[0] if self._req_ref is not None else self._ref
+        """Integrated loudness of the mix minus that of the reference over :meth:`match_region`
+        (:func:`core.reference_match.reference_gain_db`: the loop region as heard on its second pass)."""
+        ref = self._req.ref[0] if self._req.ref is not None else self._ref
         if ref is None:
             return 0.0
-        a, b = self.match_region()
-        snap = self._req_a
-        con = StreamingConsole(self.stems, self.stereo, self.sample_rate, snap.track, snap.master,
-                               mute=snap.mute, solo=snap.solo)
-        cache = np.empty((self.n_tracks, 2, 8192), np.float32)
-        mix = np.empty((2, b - a), np.float32)
-        passes = 1 if self._req_loop is None else 2
-        con.reset(a if passes == 1 else a - round(PREROLL_S * self.sample_rate))
-        if passes == 2:
-            con.process(a - con.position, cache=cache)
-        for _ in range(passes):
-            con.position = a
-            for start in range(0, b - a, 8192):
-                n = min(8192, b - a - start)
-                con.process(n, out=mix[:, start:start + n], cache=cache)
-        con.close()
-        seg = np.zeros((2, b - a), np.float32)
-        have = max(0, min(b, ref.shape[1]) - a)
-        seg[:, :have] = ref[:, a:a + have]
-        lm, lr = integrated_lufs(mix, self.sample_rate), integrated_lufs(seg, self.sample_rate)
-        if not (math.isfinite(lm) and math.isfinite(lr)):
-            return 0.0
-        return float(lm - lr)
+        return reference_gain_db(self.stems, self.stereo, self.sample_rate, self._req.a, ref,
+                                 self.match_region(), looped=self._req.loop is not None,
+                                 preroll=round(PREROLL_S * self.sample_rate))
 
     def _set_ref_gain(self, gain_db: float) -> None:
         self._ref_gain_db = gain_db
-        self._req_ref_gain = float(10 ** (gain_db / 20))
+        self._req.ref_gain = float(10 ** (gain_db / 20))
         self._wake.set()
 
 
-@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine._strips_held
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine_kernels._strips_held
 def _crossfade_kernel(a, b, w, target, step, out):
     n = out.shape[0]
     for i in range(n):

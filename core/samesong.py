@@ -349,7 +349,10 @@ ALIGNED_TEMPORAL = 0.3  # temporal evidence of the same audio at one lag (not on
 FADER_FLOOR_DB = -30.0  # no stem is pulled below this unless it is absent from an aligned reference
 MIN_SHARE_DB = -25.0  # lowest share of the mix's power (dB) that a present stem is given
 SHELF_LIMIT_DB = 9.0  # broad EQ stays within what engineers use
-SECTION_SHRINK = 0.7  # share of the fitted level differences kept when the reference is another section
+#: Typical error (dB) of a stem level read from another section of the song: the fitted level differences
+#: are shrunk toward their mean by 1 - SECTION_NOISE_DB^2 / (their variance), so a wide spread of fitted
+#: levels (a rough mix far from equal loudness) is mostly kept and a narrow one mostly discarded.
+SECTION_NOISE_DB = 3.0
 SHELF_RIDGE = 0.05  # pull of the shelves toward 0 dB, relative to the fit's weight
 DOMINANCE_FLOOR = 0.1  # weight of an octave where the stem is a small part of the reference
 LOW_SHELF_HZ = (100.0, 200.0, 400.0)
@@ -514,7 +517,7 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     absent = _absent(detection, contrib, mono_power, an)
     mean = np.average(levels[fitted], weights=mono_power[fitted].sum(-1))
     if not detection.aligned:  # another section: the estimate is uncertain, keep part of it
-        levels[fitted] = mean + SECTION_SHRINK * (levels[fitted] - mean)
+        levels[fitted] = mean + section_shrink(levels[fitted]) * (levels[fitted] - mean)
     # a stem the fit did not find: at the floor when the reference holds the stems' own audio (it is
     # at most faint there), else at the mean level (the other section may simply not have it)
     levels[~fitted] = FADER_FLOOR_DB + offset if detection.aligned else mean
@@ -533,6 +536,18 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
         value = fader.min if absent[j] else fader.clip(max(levels[j] - offset, FADER_FLOOR_DB))
         out.tracks[i, ti("gain_db")] = value
     return out
+
+
+def section_shrink(levels_db: np.ndarray) -> float:
+    """Share of the fitted level differences kept when the reference is another section of the song.
+
+    An empirical-Bayes estimate: the fitted levels spread as the true balance plus the fit's error
+    (:data:`SECTION_NOISE_DB`), so the share of the spread that is real is 1 - noise^2 / spread^2.
+    """
+    if levels_db.size < 2:
+        return 0.0
+    spread = float(np.var(levels_db))
+    return float(np.clip(1.0 - SECTION_NOISE_DB ** 2 / max(spread, 1e-9), 0.0, 1.0))
 
 
 def _absent(detection: Detection, contrib, mono_power, an) -> np.ndarray:

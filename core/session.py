@@ -33,15 +33,20 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import SUPPORTED_RATES
-from .paramfile import MixParams, is_finite_number, read_json, short_repr, write_json_atomic
-from .params import MASTER, TRACK, Schema, fingerprint
+from .paramfile import (
+    MixParams,
+    is_finite_number,
+    read_json,
+    read_values,
+    short_repr,
+    values_json,
+    write_json_atomic,
+)
+from .params import MASTER, STRENGTH_GROUPS, TRACK, Schema, fingerprint
 
 FORMAT = "stylemix-session"
 SESSION_VERSION = 1
 SUFFIX = ".stylemix"
-
-#: Groups with their own strength control: track groups from the schema, plus the whole master bus.
-STRENGTH_GROUPS = ("level", "eq", "dynamics", "pan", "master")
 
 
 class SessionError(ValueError):
@@ -170,27 +175,23 @@ class Session:
         doc = {"format": FORMAT, "version": SESSION_VERSION, "schema": fingerprint(),
                "sample_rate": int(self.sample_rate), "stems": stems,
                "reference": _store_path(self.reference, base_dir) if self.reference else None,
-               "master": _values(MASTER, self.params.master),
+               "master": values_json(MASTER, self.params.master),
                "master_locks": _lock_keys(MASTER, self.lock_master),
                "loop": list(self.loop) if self.loop else None,
                "strength": {g: float(self.strength.get(g, 1.0)) for g in STRENGTH_GROUPS}}
         if self.predicted is not None:
-            doc["master_predicted"] = _values(MASTER, self.predicted.master)
+            doc["master_predicted"] = values_json(MASTER, self.predicted.master)
         return doc
 
 
 def _stem_json(s: Session, i: int, base_dir: str | None) -> dict:
     stem = s.stems[i]
     entry = {"name": stem.name, "file": _store_path(stem.path, base_dir), "stereo": bool(stem.stereo),
-             "mute": bool(stem.mute), "solo": bool(stem.solo), "params": _values(TRACK, s.params.tracks[i]),
-             "locks": _lock_keys(TRACK, s.lock_tracks[i])}
+             "mute": bool(stem.mute), "solo": bool(stem.solo),
+             "params": values_json(TRACK, s.params.tracks[i]), "locks": _lock_keys(TRACK, s.lock_tracks[i])}
     if s.predicted is not None:
-        entry["predicted"] = _values(TRACK, s.predicted.tracks[i])
+        entry["predicted"] = values_json(TRACK, s.predicted.tracks[i])
     return entry
-
-
-def _values(schema: Schema, vec) -> dict[str, float]:
-    return {k: round(float(v), 6) for k, v in schema.to_dict(vec).items()}
 
 
 def _lock_keys(schema: Schema, mask) -> list[str]:
@@ -246,25 +247,7 @@ class _Reader:
             self.warnings.append(f"{where}: saved for another console version; values were mapped by name")
 
     def values(self, schema: Schema, data, label: str, base: np.ndarray) -> np.ndarray:
-        vec = base.copy()
-        if not isinstance(data, dict):
-            if data is not None:
-                self.warnings.append(f"{label}: parameters are not a set of key/value pairs "
-                                     f"({_short(data)}); defaults used")
-            return vec
-        for key, value in data.items():
-            if key not in schema:
-                self.warnings.append(f"{label}: unknown parameter {_short(key)} ignored")
-            elif not _is_number(value):
-                what = "is not finite" if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    else "is not a number"
-                self.warnings.append(f"{label}: {key} {what} ({_short(value)}), default used")
-            else:
-                p = schema[key]
-                if not p.min - 1e-6 <= value <= p.max + 1e-6:
-                    self.warnings.append(f"{label}: {key} = {value:g} clipped to {p.min:g}..{p.max:g}")
-                vec[schema.index(key)] = p.clip(value)
-        return vec
+        return read_values(data, schema, label, warnings=self.warnings, base=base)
 
     def flag(self, entry: dict, key: str, label: str) -> bool:
         value = entry.get(key, False)

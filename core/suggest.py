@@ -51,6 +51,12 @@ class Suggestion:
 #: Pull toward the same-song fit during refinement (the prior's "toward the prediction" weight): the fit
 #: read the balance from the reference itself, so refinement adjusts tone and dynamics around it.
 SAME_SONG_TOWARD = 12.0
+#: Track controls that refinement may still move after a same-song fit. Everything else on the tracks
+#: (faders, EQ, compressors) stays as fitted: matching the reference's tone through the tracks trades one
+#: stem's level against another's (on generated same-song cases the balance error went from 3.1 dB to
+#: 9 dB while the tonal error fell), so tone and dynamics are matched on the master bus instead. Pans do
+#: not change a stem's share of the energy and bring the reference's width back.
+SAME_SONG_FREE_TRACK_KEYS = ("pan",)
 
 
 def _reference_kind(inputs: Inputs, wanted: str, progress: Progress | None, total: int):
@@ -128,7 +134,14 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
 
         if progress is not None:
             progress(0, total, "Fitting the balance of the reference…")
-        start = _keep_user_values(fit_same_song(inputs, start, detection), base, lock_t, lock_m)
+        # the tracks start from the plain console (the fit reads faders, pans and shelves; the model's
+        # track EQ and compressors are not what the rough mix did), the master from the prediction
+        # (a given ``init`` is kept whole)
+        plain = start
+        if init is None:
+            plain = inputs.default_params()
+            plain.master[:] = start.master
+        start = _keep_user_values(fit_same_song(inputs, plain, detection), base, lock_t, lock_m)
         centre, toward = start, SAME_SONG_TOWARD
     result = Suggestion(params=start, prediction=prediction, start=start, region=cfg.region,
                         reference_kind=kind, detection=detection.to_dict() if detection is not None else {})
@@ -144,7 +157,12 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
                             threads=cfg.threads)
         if toward is not None:
             rcfg.weights.toward_prediction = toward
-        res = refine(inputs, start, rcfg, lock_t, lock_m, callback, centre=centre)
+        hold = lock_t
+        if kind == "same-song":  # keep the fitted balance: only the master bus and the pans move
+            hold = lock_t.copy()
+            free = [TRACK.index(k) for k in SAME_SONG_FREE_TRACK_KEYS]
+            hold[:, [j for j in range(len(TRACK)) if j not in free]] = True
+        res = refine(inputs, start, rcfg, hold, lock_m, callback, centre=centre)
         result.refine = res
         result.params = _keep_user_values(res.params, base, lock_t, lock_m)
     result.seconds = time.perf_counter() - t0

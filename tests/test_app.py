@@ -2,6 +2,10 @@
 
 Every test builds a real MainWindow; audio is off (``audio=False``) except in the no-audio test, which
 forces the "no PortAudio" answer, so the suite behaves the same on machines with a sound card.
+Tests that take the ``sync_tasks`` fixture (tests/conftest.py) run the window's background jobs on
+the test's thread, at the point where they call ``sync_tasks.run_pending()``.
+
+Without PySide6 or pytest-qt this module fails; ``STYLEMIX_ALLOW_NO_QT=1`` skips it instead.
 """
 
 import json
@@ -13,8 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pytestqt")
+from conftest import SyncPool, need_qt
+
+need_qt()
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
@@ -70,9 +75,21 @@ def window(qtbot):
     w.shutdown()
 
 
+@pytest.fixture
+def sync_window(qtbot, sync_tasks):
+    """A window whose background jobs run when the test calls ``sync_tasks.run_pending()``."""
+    w = _make_window(qtbot)
+    yield w
+    w.shutdown()
+
+
 def _open_demo(qtbot, w: MainWindow, path=DEMO / "demo.stylemix") -> None:
     assert w.open_session(str(path))
-    qtbot.waitUntil(lambda: w.model.inputs is not None, timeout=30000)
+    if isinstance(w.runner.pool, SyncPool):  # the test runs the background jobs itself
+        w.runner.pool.run_pending()
+        assert w.model.inputs is not None
+    else:
+        qtbot.waitUntil(lambda: w.model.inputs is not None, timeout=30000)
 
 
 def _settle(qtbot, w: MainWindow) -> None:
@@ -347,28 +364,44 @@ def test_predict_fills_console_in_one_step_keeps_locks_and_blends_strength(qtbot
     assert m.session.predicted is None
 
 
-def test_predict_refines_with_progress_and_cancel_leaves_console_unchanged(qtbot, qtbot_window_refine):
-    w = qtbot_window_refine
+def _finished(w: MainWindow) -> list:
+    """What ``w.predictor.finished`` says, collected as it is emitted."""
+    out = []
+    w.predictor.finished.connect(lambda ok, text: out.append((ok, text)))
+    return out
+
+
+def test_predict_refines_with_progress_and_cancel_leaves_console_unchanged(refine_window, sync_tasks):
+    w = refine_window
     m = w.model
     before = m.session.params.tracks.copy()
     w.predictor.steps = 50
     progress = []
-    w.predictor.progress.connect(lambda d, t, text: progress.append((d, t, text)))
-    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
-        w.predictor.start()
-        assert not w.predict_bar.predict_btn.isEnabled() and w.predict_bar.cancel_btn.isEnabled()
-        qtbot.waitUntil(lambda: any("Refining" in p[2] for p in progress), timeout=60000)
-        w.predict_bar.cancel_btn.click()
-    assert sig.args == [False, "Predict cancelled; the console is unchanged"]
+
+    def on_progress(done, total, text):
+        progress.append(text)
+        if "Refining" in text:  # the user clicks Cancel at the first refinement step
+            w.predict_bar.cancel_btn.click()
+
+    w.predictor.progress.connect(on_progress)
+    finished = _finished(w)
+    assert w.predictor.start()
+    assert not w.predict_bar.predict_btn.isEnabled() and w.predict_bar.cancel_btn.isEnabled()
+    assert sync_tasks.run_pending() == 1
+    assert finished == [(False, "Predict cancelled; the console is unchanged")]
+    assert sum("Refining" in text for text in progress) == 1  # refinement stopped at once
     np.testing.assert_array_equal(m.session.params.tracks, before)
     assert m.session.predicted is None and m.undo.count() == 0
     assert w.predict_bar.predict_btn.isEnabled()
-    _predict(qtbot, w, steps=1)
+    w.predictor.steps = 1
+    assert w.predictor.start()
+    sync_tasks.run_pending()
+    assert finished[-1][0], finished[-1][1]
     assert m.session.predicted is not None and m.undo.count() == 1
 
 
-def test_loop_predict_says_so_and_reference_kind_is_a_menu_choice(qtbot, qtbot_window_refine):
-    w = qtbot_window_refine
+def test_loop_predict_says_so_and_reference_kind_is_a_menu_choice(refine_window, sync_tasks):
+    w = refine_window
     w.reference_kind_actions["other"].trigger()
     assert w.predictor.reference_kind == "other"
     assert w.reference_kind_actions["other"].isChecked() and not w.reference_kind_actions["auto"].isChecked()
@@ -376,34 +409,40 @@ def test_loop_predict_says_so_and_reference_kind_is_a_menu_choice(qtbot, qtbot_w
     progress = []
     w.predictor.progress.connect(lambda d, t, text: progress.append(text))
     w.predictor.steps = 2
-    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
-        assert w.predictor.start()
-    assert sig.args[0]
-    assert "loop 4.7-7.9 s" in sig.args[1] and "whole song" in sig.args[1]
-    assert progress and all(text.startswith("loop 4.7-7.9 s") for text in progress)
+    finished = _finished(w)
+    assert w.predictor.start()
+    sync_tasks.run_pending()
+    [(ok, text)] = finished
+    assert ok
+    assert "loop 4.7-7.9 s" in text and "whole song" in text
+    assert progress and all(t.startswith("loop 4.7-7.9 s") for t in progress)
     assert w.predictor.last.region == (4.7, 7.9) and w.predictor.last.reference_kind == "other"
 
 
 @pytest.fixture
-def qtbot_window_refine(qtbot):
-    w = _make_window(qtbot, load_model=lambda: None)  # no model installed: Predict is refinement
+def refine_window(qtbot, sync_tasks):
+    """A window whose background jobs run when the test says (``sync_tasks``), with no model
+    installed: Predict is refinement alone."""
+    w = _make_window(qtbot, load_model=lambda: None)
     _open_demo(qtbot, w)
     yield w
     w.shutdown()
 
 
-def test_edits_during_predict_keep_the_users_values(qtbot, qtbot_window_refine):
-    w = qtbot_window_refine
+def test_edits_during_predict_keep_the_users_values(refine_window, sync_tasks):
+    w = refine_window
     m = w.model
     w.predictor.steps = 3
     messages = []
     w.predictor.message.connect(messages.append)
-    with qtbot.waitSignal(w.predictor.finished, timeout=120000) as sig:
-        assert w.predictor.start()
-        m.edit(2, "gain_db", -7.5)  # the user moves a fader and a master control while it runs
-        m.edit(-1, "comp_ratio", 3.0)
-        m.edit(2, "gain_db", -7.0)
-    assert sig.args[0] and "2 controls you changed during Predict kept your values" in sig.args[1]
+    finished = _finished(w)
+    assert w.predictor.start()
+    m.edit(2, "gain_db", -7.5)  # the user moves a fader and a master control while it runs
+    m.edit(-1, "comp_ratio", 3.0)
+    m.edit(2, "gain_db", -7.0)
+    sync_tasks.run_pending()  # the job ends after the edits
+    [(ok, text)] = finished
+    assert ok and "2 controls you changed during Predict kept your values" in text
     assert m.value(2, "gain_db") == -7.0 and m.value(-1, "comp_ratio") == 3.0
     assert len(messages) == 2 and "keeps your value" in messages[0]
     assert m.predicted_value(2, "gain_db") != -7.0  # the prediction itself is still shown as a marker
@@ -411,6 +450,43 @@ def test_edits_during_predict_keep_the_users_values(qtbot, qtbot_window_refine):
     assert (changed > 1e-3).mean() > 0.5  # the rest of the console took the prediction
     m.undo.undo()  # one undo step takes back the prediction, not the user's edits
     assert m.value(2, "gain_db") == -7.0
+
+
+def test_background_jobs_report_to_the_gui_in_order(qtbot, sync_tasks):
+    """The task runner's contract, on the synchronous runner: ``run`` returns before the job runs;
+    progress, then the result (or the error with its traceback, or the cancellation) reach the
+    callbacks; a job whose task was cancelled never delivers a result."""
+    import threading
+
+    from app.tasks import TaskRunner
+
+    runner = TaskRunner()
+    log = []
+
+    def job(task):
+        log.append(("job", threading.current_thread() is threading.main_thread()))
+        assert not task.report(1, 2)
+        return 42
+
+    def bad(task):
+        raise ValueError("no such file")
+
+    def slow(task):
+        task.report(1, 10)
+        task.check()
+        return "never"
+
+    first = runner.run("a", job, on_done=lambda r: log.append(("done", r)),
+                       on_progress=lambda *info: log.append(("progress", info)))
+    assert log == [] and runner.busy and not first.finished  # queued: nothing ran inside run()
+    runner.run("b", bad, on_error=lambda exc, tb: log.append(("error", str(exc), "ValueError" in tb)))
+    third = runner.run("c", slow, on_done=lambda r: log.append(("done", r)),
+                       on_progress=lambda *info: third.cancel(), on_cancel=lambda: log.append(("cancelled",)))
+    assert sync_tasks.pending == 3
+    assert sync_tasks.run_pending() == 3
+    assert log == [("job", True), ("progress", (1, 2)), ("done", 42), ("error", "no such file", True),
+                   ("cancelled",)]
+    assert not runner.busy and first.finished and third.finished
 
 
 def test_values_read_as_engineers_read_them():
@@ -704,7 +780,8 @@ def test_32_strips_and_compact_mode(qtbot, window, tmp_path):
 
 # --- export ---------------------------------------------------------------------------------------------
 
-def test_export_dialog_writes_mix_and_stems(qtbot, window, tmp_path):
+def test_export_dialog_writes_mix_and_stems(qtbot, sync_window, sync_tasks, tmp_path):
+    window = sync_window
     _open_demo(qtbot, window)
     dlg = window.open_export()
     out = tmp_path / "mix.wav"
@@ -715,12 +792,14 @@ def test_export_dialog_writes_mix_and_stems(qtbot, window, tmp_path):
     dlg.lufs.setValue(-16.0)
     dlg.stems.setChecked(True)
     dlg.start()
-    qtbot.waitUntil(lambda: dlg.result is not None or dlg.error is not None, timeout=60000)
+    assert dlg.result is None and not dlg.export_btn.isEnabled()  # running
+    sync_tasks.run_pending()
     assert dlg.error is None and dlg.progress.value() == 1000
     assert dlg.result.loudness_lufs == pytest.approx(-16.0, abs=0.3)
     assert dlg.result.true_peak_dbtp <= -1.0 + 0.05
     assert len(dlg.result.stem_paths) == 8 and all(os.path.isfile(p) for p in dlg.result.stem_paths)
     assert sf.info(str(tmp_path / "mix.flac")).subtype == "PCM_24"
+    assert dlg.export_btn.isEnabled()
     dlg.close()
 
 
@@ -855,7 +934,7 @@ def test_pred_button_has_the_prediction_colour(window):
 
 
 def test_overview_shows_the_reference_while_ref_plays(qtbot, window):
-    from app.measure import envelope
+    from core.measure import envelope
 
     _open_demo(qtbot, window)
     _settle(qtbot, window)

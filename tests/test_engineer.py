@@ -1,4 +1,4 @@
-"""Engineer-style finished mixes (training/engineer.py): determinism, exact contributions, loudness and
+"""Engineer-style finished mixes (training/synth/engineer.py): determinism, exact contributions, loudness and
 peak, settings where engineers work, the reverb's decay."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from core.features import integrated_lufs, true_peak_dbtp
 from core.params import MASTER, TRACK
 from core.prepare import trim_for
-from training import engineer
+from training.synth import engineer
 
 from synthetic import make_stems
 

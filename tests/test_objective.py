@@ -146,6 +146,7 @@ def test_prior_is_quiet_at_defaults_and_grows_outside_engineers_ranges():
     assert value(base_t, master) > value(track)  # the bus is held gentler than a track
 
 
+@pytest.mark.slow
 def test_prior_keeps_an_impossible_boost_within_its_bound():
     """The reference needs +20 dB at 2-4 kHz; with the prior no EQ gain leaves +-9 dB, without it they do."""
     rng = np.random.default_rng(5)

@@ -1,4 +1,11 @@
-"""Live playback without a sound card: the audio callback is driven at a simulated real-time pace."""
+"""Live playback without a sound card: the test plays the device and calls the audio callback itself.
+
+The callback is driven deterministically (:func:`pump`): before each callback the render thread has
+filled the ring (``Player.wait_idle``), and the device clock the player reads is a fake one that moves
+one callback period per callback (:class:`DeviceClock`), so which blocks an edit re-renders does not
+depend on how busy the machine is. One stress test (:func:`pump_realtime`, marked ``slow``) paces the
+callback in real time against the render thread instead.
+"""
 
 import math
 import time
@@ -7,6 +14,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+import core.playback
 from core.engine import StreamingConsole, render_stream
 from core.features import integrated_lufs, momentary_lufs
 from core.params import MASTER, TRACK
@@ -42,8 +50,53 @@ def _params(seed=0, n_tracks=4):
     return tp, MASTER.from_unit(rng.random(len(MASTER)))
 
 
+class DeviceClock:
+    """Stands in for the ``time`` module inside ``core.playback``: the device timing it reads
+    (``perf_counter``: when the last callback came) moves only when :func:`pump` says a callback period
+    has passed. Waiting (``monotonic``, ``sleep``) stays real."""
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    fake = DeviceClock()
+    monkeypatch.setattr(core.playback, "time", fake)
+    return fake
+
+
 def pump(player, n_blocks, frames=None):
-    """Call the audio callback ``n_blocks`` times, one block period apart; returns (2, n) float32."""
+    """Play ``n_blocks`` device callbacks, one period apart on the device clock; returns (2, n) float32.
+
+    Before each callback the render thread has caught up (the ring is full and every request applied),
+    so the output is a function of the calls the test made, never of the machine's load."""
+    clock = core.playback.time
+    assert isinstance(clock, DeviceClock)
+    frames = player.block if frames is None else frames
+    buf = np.zeros((frames, 2), np.float32)
+    out = np.empty((n_blocks * frames, 2), np.float32)
+    period = frames / player.sample_rate
+    for k in range(n_blocks):
+        assert player.wait_idle(), "the render thread did not fill the ring"
+        player.callback(buf, frames, None, None)
+        out[k * frames:(k + 1) * frames] = buf
+        clock.advance(period)
+    return out.T
+
+
+def pump_realtime(player, n_blocks, frames=None):
+    """Call the audio callback ``n_blocks`` times, one block period apart in real time, racing the
+    render thread as a sound card does; returns (2, n) float32."""
     frames = player.block if frames is None else frames
     buf = np.zeros((frames, 2), np.float32)
     out = np.empty((n_blocks * frames, 2), np.float32)
@@ -452,8 +505,11 @@ def test_no_audio_device_raises_one_clear_error(song):
     assert render_stream(stems, stereo, tp, mp, SR).shape == (2, stems.shape[-1])
 
 
-def test_random_edits_seeks_loops_and_ab_while_playing():
-    """Everything at once, in random order, while the device keeps asking for blocks."""
+@pytest.mark.slow
+def test_random_edits_seeks_loops_and_ab_while_playing(monkeypatch):
+    """Everything at once, in random order, while the device keeps asking for blocks in real time
+    (the one test here that races the render thread against a real clock)."""
+    monkeypatch.setattr(core.playback, "time", time)  # the real clock, not the test's device clock
     stems, stereo = _stems(6, seconds=2.0, seed=7)
     tp, mp = _params(0, 6)
     tp_b, mp_b = _params(5, 6)
@@ -489,7 +545,7 @@ def test_random_edits_seeks_loops_and_ab_while_playing():
                 p.set_mute(int(rng.integers(6)), bool(rng.random() < 0.5))
             else:
                 p.set_solo(int(rng.integers(6)), bool(rng.random() < 0.3))
-            outs.append(pump(p, int(rng.integers(1, 4))))
+            outs.append(pump_realtime(p, int(rng.integers(1, 4))))
             if not p.playing:
                 p.play()
             assert 0 <= p.position <= total

@@ -21,6 +21,7 @@ import quality  # noqa: E402
 SR = quality.SAMPLE_RATE
 
 
+@pytest.mark.slow
 def test_tiny_run_prints_every_row_and_column(tmp_path, capsys):
     out = tmp_path / "q.json"
     assert quality.main(["--tiny", "--synthetic", "--seconds", "6", "--json", str(out)]) == 0

@@ -30,6 +30,7 @@ from core.params import TRACK, fingerprint
 from core.prepare import MIN_ANALYSIS_SECONDS, load_inputs
 from core.session import Session, SessionError, Stem, load_session, save_session
 
+from conftest import need_qt
 from synthetic import write_stems
 
 SR = 44100
@@ -403,7 +404,7 @@ def test_sessions_with_unusable_values_are_repaired_with_a_warning(tmp_path, cas
 
 
 def test_a_bad_session_never_takes_the_app_down(tmp_path, capsys):
-    pytest.importorskip("PySide6")
+    need_qt()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from app.main import make_app
     from app.mainwindow import MainWindow
@@ -424,7 +425,7 @@ def test_a_bad_session_never_takes_the_app_down(tmp_path, capsys):
 
 
 def test_screenshot_of_an_unreadable_session_does_not_wait(tmp_path, capsys):
-    pytest.importorskip("PySide6")
+    need_qt()
     from app.main import run_app
 
     bad = tmp_path / "bad.stylemix"
@@ -526,7 +527,7 @@ def _render_params(tmp_path: Path, *names: str) -> Path:
 
 
 def test_export_dialog_refuses_the_sessions_own_files(material, tmp_path, qtbot, monkeypatch):
-    pytest.importorskip("pytestqt")
+    need_qt()
     monkeypatch.setenv("STYLEMIX_AUTOSAVE_DIR", str(tmp_path / "autosave"))
     from app.mainwindow import MainWindow
 

@@ -69,6 +69,7 @@ def test_locked_values_and_trims_survive_fit_and_refinement(same_song):
     assert max(d for d, _, _ in seen) == 3 and r.refine is not None
 
 
+@pytest.mark.slow
 def test_loop_predict_stays_near_whole_song_predict():
     """Predict on a 3.2 s loop of the demo keeps every fader within 6 dB of the whole-song Predict."""
     from pathlib import Path

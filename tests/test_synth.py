@@ -1,15 +1,21 @@
-"""Tests of the synthetic multitrack generator (training/synth.py) and the demo assets it built."""
+"""Tests of the synthetic multitrack generator (the training/synth package: composing, rendering, reference
+mixes, command line) and the demo assets it built."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from core.engine import pan_law
+from core.meter import true_peak_dbtp
 from training import synth
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
@@ -100,10 +106,60 @@ def test_reference_mix_loudness_and_true_peak():
     for master, target in ((False, -16.0), (True, -12.0)):
         mix = synth.reference_mix(stems, sr, np.random.default_rng(1), target_lufs=target, master=master)
         assert mix.shape == (n, 2) and mix.dtype == np.float32
-        assert abs(pyloudnorm.Meter(sr).integrated_loudness(mix.astype(np.float64)) - target) < 0.5
-        assert synth.true_peak_db(mix, sr) <= -1.0 + 1e-3
+        assert abs(pyloudnorm.Meter(sr).integrated_loudness(mix.astype(np.float64)) - target) < 0.05
+        assert true_peak_dbtp(mix.T, sr) <= -1.0 + 1e-3
     again = synth.reference_mix(stems, sr, np.random.default_rng(1))
     assert np.array_equal(again, synth.reference_mix(stems, sr, np.random.default_rng(1)))
+
+
+def test_reference_mix_pans_with_the_console_law():
+    # Quiet enough that the limiter never acts: each channel is the stem times the console's pan gain.
+    sr, n = 22050, 22050 * 2
+    tone = 0.1 * np.sin(2 * np.pi * 330 * np.arange(n) / sr)
+    cases = (("chords_piano", tone, False), ("pad_strings", np.stack([tone, tone], axis=1), True))
+    for name, audio, stereo in cases:
+        for seed in range(4):
+            settings = synth.draw_reference([name], np.random.default_rng(seed))
+            (pan,) = settings.pans
+            assert 0.25 <= abs(pan) <= 0.85  # a role panned to one side
+            mix = synth.render_reference([audio], sr, settings, target_lufs=-30.0).astype(np.float64)
+            gains = pan_law(pan, stereo)
+            np.testing.assert_allclose(mix[:, 1] * gains[0], mix[:, 0] * gains[1], rtol=0, atol=1e-6)
+
+
+def test_reference_mix_bus_compressor_takes_off_the_drawn_gain_reduction():
+    # A steady tone sits on the loud-passage level the threshold is set from: 2 dB more gain reduction
+    # drawn gives a 2 dB quieter steady state.
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    x = 0.1 * np.stack([np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 1000 * t + 0.3)], axis=1)
+    levels = []
+    for gr in (2.0, 4.0):
+        m = synth.MasterSettings(100.0, 1.0, 8000.0, 2.0, ratio=3.0, gr_db=gr, attack_ms=10.0,
+                                 release_ms=100.0)
+        y = synth.master_chain(x, sr, m)[2 * sr:]
+        levels.append(10 * math.log10(np.mean(y ** 2)))
+    assert levels[0] - levels[1] == pytest.approx(2.0, abs=0.1)
+
+
+def test_reference_mix_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match="no stems"):
+        synth.reference_mix({}, 22050, np.random.default_rng(0))
+
+
+def test_package_command_line_and_old_engineer_path(tmp_path, capsys):
+    import training.engineer
+    import training.synth.engineer
+
+    assert training.engineer is training.synth.engineer
+    res = subprocess.run([sys.executable, "-m", "training.synth", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0 and "generate" in res.stdout and "demo" in res.stdout
+    missing = tmp_path / "none.sf2"
+    assert synth.main(["generate", str(tmp_path / "out"), "--songs", "1", "--soundfont", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(missing) in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 # ----- rendering (needs fluidsynth and the soundfont) -----------------------------------------------
@@ -216,7 +272,7 @@ def test_demo_reference_is_a_loud_stereo_mix():
     assert abs(x.shape[0] / sr - 20.0) < 0.5
     assert not np.allclose(x[:, 0], x[:, 1])
     assert -14.0 <= pyloudnorm.Meter(sr).integrated_loudness(x) <= -10.0
-    assert synth.true_peak_db(x, sr) < -1.0
+    assert true_peak_dbtp(x.T, sr) < -1.0
     info = json.loads((DEMO / "demo.json").read_text())
     assert info["reference"]["genre"] != info["stems"]["genre"]
     assert info["reference"]["seed"] != info["stems"]["seed"]

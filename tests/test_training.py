@@ -253,15 +253,36 @@ def test_random_params_in_range_deterministic_trims_untouched(style):
         assert np.all(np.abs(a_t[:, TRACK.index("eq_band2_gain_db")]) <= 9.0)
 
 
-def test_method1_example_reference_and_target_share_one_gain():
+def test_method1_example_reference_and_target_share_one_gain(monkeypatch):
+    # The target half is recorded 12 dB quieter than the reference half, so one shared gain keeps the
+    # target clearly quieter, while gains set per half would bring both to REFERENCE_LUFS.
+    from training import methods
+
     stems = make_stems(SR, 4.0, 0)
     tracks = np.stack([np.broadcast_to(x, (2, x.shape[-1])) for x in stems.values()]).astype(np.float32)
+    tracks[:, :, 2 * SR:] *= np.float32(10 ** (-12 / 20))
     stereo = np.array([x.shape[0] == 2 for x in stems.values()])
+    mixes = []
+    render = methods.console.render
+
+    def spy(*args, **kwargs):  # the random mix the example is cut from
+        out = render(*args, **kwargs)
+        mixes.append(out[0].numpy().astype(np.float64))
+        return out
+
+    monkeypatch.setattr(methods.console, "render", spy)
     e = method1_example(tracks, stereo, SR, np.random.default_rng(0))
     assert e.tracks.shape == (len(stems), 2, 2 * SR) and e.reference.shape == e.target.shape == (2, 2 * SR)
     np.testing.assert_array_equal(e.tracks, tracks[:, :, 2 * SR:])
-    whole = np.concatenate([e.reference, e.target], axis=1)
-    assert integrated_lufs(whole, SR) == pytest.approx(REFERENCE_LUFS, abs=0.1)
+    (mix,) = mixes
+    a, b = mix[:, :2 * SR], mix[:, 2 * SR:4 * SR]
+    gain_a = np.sum(e.reference * a) / np.sum(a * a)  # least-squares gain of each half
+    gain_b = np.sum(e.target * b) / np.sum(b * b)
+    np.testing.assert_allclose(e.reference, gain_a * a, rtol=0, atol=1e-6 * np.abs(e.reference).max())
+    np.testing.assert_allclose(e.target, gain_b * b, rtol=0, atol=1e-6 * np.abs(e.target).max())
+    assert gain_a == pytest.approx(gain_b, rel=1e-6)
+    assert integrated_lufs(mix * gain_a, SR) == pytest.approx(REFERENCE_LUFS, abs=0.01)
+    assert integrated_lufs(e.target, SR) < integrated_lufs(e.reference, SR) - 3.0
 
 
 def test_collate_pads_and_masks():
@@ -372,7 +393,7 @@ def test_train_checkpoints_logs_and_resumes(tmp_path, data):
     model, meta = load_checkpoint(out / "last.pt")
     assert meta["extra"]["step"] == 3 and meta["extra"]["method"] == 2
     assert model.config.embed_dim == TINY_MODEL["embed_dim"]
-    rows = list(csv.DictReader(open(out / "log.csv")))
+    rows = list(csv.DictReader((out / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3"]
     assert any(r["val_loss"] for r in rows)
 
@@ -380,7 +401,7 @@ def test_train_checkpoints_logs_and_resumes(tmp_path, data):
     assert resumed["step"] == 5
     _, meta = load_checkpoint(out / "last.pt")
     assert meta["extra"]["step"] == 5
-    rows = list(csv.DictReader(open(out / "log.csv")))
+    rows = list(csv.DictReader((out / "log.csv").read_text().splitlines()))
     assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3", "4", "5"]
     state = torch.load(out / "last_state.pt", weights_only=True)
     assert state["step"] == 5 and state["epoch"] == 1
@@ -399,6 +420,7 @@ def test_method1_with_accumulation_and_init_from(tmp_path, data):
     assert trained.config.embed_dim == TINY_MODEL["embed_dim"]  # the initial checkpoint's config
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(tmp_path, data):
     """torchrun with 2 CPU processes: the gloo backend, gradients all-reduced, one checkpoint."""
     cfg_path = tmp_path / "ddp.json"

@@ -22,8 +22,13 @@ on the signal normalised to the reference level (-16 LUFS, where full-scale musi
 about 0.03), so a section counts as silent when it is about 15 dB or more below its file's average.
 Silent track sections are left out of an example; silent reference sections are never used.
 
-Command line (make a reference folder from generated songs, e.g. for method 2 on synthetic data)::
+Command line::
 
+    # a data set of generated songs (realistic by default; size estimate and disk check first,
+    # progress with ETA; --resume continues an interrupted run; --dry-run prints the estimate only)
+    python -m training.datasets synth data/synth_real --songs 1000 --seed 1 [--seconds 30] [--bits 16]
+                                      [--jobs 1] [--realism full|off] [--no-dry-mix] [--resume]
+    # a reference folder from generated songs, e.g. for method 2 on synthetic data
     python -m training.datasets references data/synth_train data/synth_refs --per-song 2 --seed 7
 """
 
@@ -388,6 +393,108 @@ def write_references(song_root: str | os.PathLike, out_dir: str | os.PathLike, p
     return written
 
 
+# --- generated data sets ------------------------------------------------------------------------------
+
+#: FLAC bytes per second of one stem channel at 44.1 kHz, by bits, measured on realistic songs (their
+#: noise floors keep silences from compressing to nothing; the default mode's stems compress better,
+#: so this is an upper bound for them), and of the 16-bit stereo dry mix.
+SYNTH_STEM_BYTES_PER_S = {16: 29_700, 24: 74_500}
+SYNTH_MIX_BYTES_PER_S = 81_700
+#: Seconds of CPU per second of song (one job on this 2-core machine, FluidSynth and numpy together).
+SYNTH_CPU_PER_SONG_S = 0.16
+_SETTINGS_FILE = "dataset.json"
+
+
+def estimate_synth(n_songs: int, seed: int, seconds: float = 30.0, sample_rate: int = 44100, bits: int = 16,
+                   realism: str = "full", dry_mix: bool = True, genre: str | None = None,
+                   sample: int = 24) -> dict:
+    """Disk and time a generated data set will take, from the plans of its first ``sample`` songs
+    (composed, not rendered: stem count and channels) and the measured rates above."""
+    from training.synth import compose_song, song_seed
+
+    channels = []
+    for i in range(min(sample, n_songs)):
+        plan = compose_song(song_seed(seed, i), seconds, genre, realism=realism)
+        channels.append(sum(1 if p.stereo == "mono" else 2 for p in plan.parts))
+    per_s = float(np.mean(channels)) * SYNTH_STEM_BYTES_PER_S[bits]
+    if dry_mix and realism == "full":
+        per_s += SYNTH_MIX_BYTES_PER_S
+    mb = per_s * seconds * sample_rate / 44100 / 1e6
+    return {"songs": n_songs, "channels_per_song": round(float(np.mean(channels)), 2),
+            "mb_per_song": round(mb, 2), "gb_total": round(mb * n_songs / 1e3, 2),
+            "cpu_s_per_song": round(SYNTH_CPU_PER_SONG_S * seconds * sample_rate / 44100, 1)}
+
+
+def _song_dirs(out_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in out_dir.glob("song_*/song.json")) if out_dir.is_dir() else []
+
+
+def synth_dataset(out_dir: str | os.PathLike, n_songs: int, seed: int = 1, seconds: float = 30.0,
+                  sample_rate: int = 44100, bits: int = 16, jobs: int = 1, genre: str | None = None,
+                  realism: str = "full", dry_mix: bool = True, resume: bool = False, dry_run: bool = False,
+                  progress: bool = True, log=print) -> list[Path]:
+    """Generate (or continue) a data set of ``n_songs`` songs in ``out_dir`` (via
+    :func:`training.synth.generate`).
+
+    Prints the size and time estimate first and refuses to start when it would not fit on the disk; a
+    folder that already holds songs needs ``resume=True`` and the same settings (kept in
+    ``dataset.json``). Finished songs are kept, so an interrupted run continues where it stopped.
+    """
+    import shutil
+    import time
+
+    from training.synth import SOUNDFONT, generate, have_fluidsynth
+
+    out_dir = Path(out_dir)
+    if n_songs < 1:
+        raise DatasetError(f"{out_dir}: --songs must be at least 1")
+    if seconds < 30.0 and realism == "full":
+        log(f"note: {seconds:g} s songs; the realistic data set is meant to have songs of 30 s or more")
+    settings = {"seed": int(seed), "seconds": float(seconds), "sample_rate": int(sample_rate),
+                "bits": int(bits), "genre": genre, "realism": realism, "dry_mix": bool(dry_mix)}
+    have = _song_dirs(out_dir)
+    settings_path = out_dir / _SETTINGS_FILE
+    if have and not resume:
+        raise DatasetError(f"{out_dir}: already holds {len(have)} songs; pass --resume to continue it "
+                           "or choose another folder")
+    if resume and settings_path.is_file():
+        old = json.loads(settings_path.read_text())
+        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        if diff:
+            raise DatasetError(f"{out_dir}: was generated with other settings ({', '.join(diff)}: "
+                               f"{', '.join(str(old.get(k)) for k in diff)}); --resume needs the same")
+    est = estimate_synth(n_songs, seed, seconds, sample_rate, bits, realism, dry_mix, genre)
+    todo = max(n_songs - len(have), 0)
+    need_gb = est["mb_per_song"] * todo / 1e3
+    probe = out_dir if out_dir.exists() else next(p for p in out_dir.parents if p.exists())
+    free_gb = shutil.disk_usage(probe).free / 1e9
+    hours = est["cpu_s_per_song"] * todo / max(jobs, 1) / 3600
+    log(f"estimate: {est['mb_per_song']:.1f} MB per song ({est['channels_per_song']:.1f} stem channels, "
+        f"{bits}-bit FLAC), {need_gb:.1f} GB for {todo} songs to make ({len(have)} there already); "
+        f"{free_gb:.1f} GB free; about {hours:.1f} h at {est['cpu_s_per_song']:.0f} s per song, "
+        f"{jobs} job(s)")
+    if need_gb > 0.95 * free_gb:
+        raise DatasetError(f"{out_dir}: needs about {need_gb:.1f} GB but only {free_gb:.1f} GB are free "
+                           "(fewer --songs, --bits 16, --no-dry-mix or shorter --seconds)")
+    if dry_run:
+        return have
+    if not have_fluidsynth(SOUNDFONT):
+        raise DatasetError(f"{out_dir}: generating needs the fluidsynth program and the soundfont "
+                           f"{SOUNDFONT} (scripts/setup-train.sh)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings_path.with_name(f".{_SETTINGS_FILE}.tmp")
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    tmp.replace(settings_path)
+    start = time.monotonic()
+    songs = generate(out_dir, n_songs, seed, seconds, sample_rate, jobs, genre, progress=progress,
+                     subtype=f"PCM_{bits}", realism=realism, dry_mix=dry_mix)
+    elapsed = time.monotonic() - start
+    size = sum(f.stat().st_size for song in songs for f in song.iterdir() if f.is_file())
+    log(f"{len(songs)} songs in {out_dir}: {size / 1e9:.2f} GB, {size / 1e6 / max(len(songs), 1):.1f} MB per "
+        f"song" + (f"; {elapsed / todo:.1f} s per new song" if todo else ""))
+    return songs
+
+
 def describe(songs: Sequence[Song]) -> dict:
     """Counts for logs and model cards: songs, tracks, hours."""
     n_tracks = [len(s.playing) for s in songs]
@@ -399,6 +506,21 @@ def describe(songs: Sequence[Song]) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.datasets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("synth", help="generate a data set of synthetic songs (estimate, progress, --resume)")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--songs", type=int, default=1000, help="songs in the data set (default 1000)")
+    p.add_argument("--seed", type=int, default=1, help="data set seed; song i gets its own seed from it")
+    p.add_argument("--seconds", type=float, default=30.0, help="song length (default 30)")
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--bits", type=int, choices=(16, 24), default=16, help="FLAC sample format of the stems")
+    p.add_argument("--jobs", type=int, default=1, help="songs rendered in parallel")
+    p.add_argument("--genre", default=None, help="one genre for every song (default: drawn per song)")
+    p.add_argument("--realism", choices=("full", "off"), default="full",
+                   help="full: song form, recorded kits, bleed, noise, dry mix (default); "
+                        "off: the original songs")
+    p.add_argument("--no-dry-mix", dest="dry_mix", action="store_false", help="do not write mix.flac")
+    p.add_argument("--resume", action="store_true", help="continue a data set in a folder that has songs")
+    p.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
     p = sub.add_parser("references", help="write reference mixes of generated songs")
     p.add_argument("song_root", type=Path)
     p.add_argument("out_dir", type=Path)
@@ -411,7 +533,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--references", action="store_true", help="scan as a reference folder")
     args = parser.parse_args(argv)
     try:
-        if args.command == "references":
+        if args.command == "synth":
+            from training.synth import GENRES
+
+            if args.genre is not None and args.genre not in GENRES:
+                raise DatasetError(f"unknown genre '{args.genre}' (use {', '.join(sorted(GENRES))})")
+            synth_dataset(args.out_dir, args.songs, args.seed, args.seconds, args.sample_rate, args.bits,
+                          args.jobs, args.genre, args.realism, args.dry_mix, args.resume, args.dry_run)
+        elif args.command == "references":
             paths = write_references(args.song_root, args.out_dir, args.per_song, args.seed,
                                      args.master_share)
             print(f"{len(paths)} references in {args.out_dir}")

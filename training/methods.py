@@ -87,37 +87,17 @@ def collate(examples: Sequence[Example]) -> Batch:
 
 # --- random console settings ------------------------------------------------------------------------------
 
-# Physical sampling ranges of a "musical" random console: (low, high, log-uniform?). Keys not listed
-# here are drawn uniformly over the schema's unit range.
-_MUSICAL_TRACK = {
-    "gain_db": (-15.0, 6.0, False), "pan": (-0.9, 0.9, False),
-    "comp_threshold_db": (-36.0, 0.0, False), "comp_ratio": (1.0, 8.0, True),
-    "comp_attack_ms": (1.0, 50.0, True), "comp_release_ms": (30.0, 500.0, True),
-    "comp_knee_db": (0.0, 12.0, False), "comp_makeup_db": (0.0, 6.0, False),
-}
-_MUSICAL_MASTER = {
-    "gain_db": (-6.0, 6.0, False), "comp_threshold_db": (-24.0, 0.0, False), "comp_ratio": (1.0, 4.0, True),
-    "comp_attack_ms": (5.0, 50.0, True), "comp_release_ms": (50.0, 500.0, True),
-    "comp_knee_db": (3.0, 12.0, False), "comp_makeup_db": (0.0, 3.0, False),
-}
-_EQ_GAIN_DB = {"track": 9.0, "master": 3.0}
-_EQ_Q = (0.5, 3.0)
-
-
-def _draw(schema, ranges: dict, eq_gain_db: float, rng: np.random.Generator, rows: int) -> np.ndarray:
+def _draw(schema, rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Each predicted parameter drawn from its schema's typical setting (:attr:`core.params.Param.typical`),
+    or uniformly over its unit range where it has none; the others at their defaults."""
     out = schema.from_unit(rng.uniform(0.0, 1.0, size=(rows, len(schema))))
     for j, p in enumerate(schema):
         if not p.predicted:
             out[:, j] = p.default
             continue
-        lo_hi = ranges.get(p.key)
-        if lo_hi is None and p.key.endswith("_gain_db"):
-            lo_hi = (-eq_gain_db, eq_gain_db, False)
-        elif lo_hi is None and p.key.endswith("_q"):
-            lo_hi = (max(_EQ_Q[0], p.min), min(_EQ_Q[1], p.max), True)
-        if lo_hi is None:
+        if p.typical is None:
             continue  # frequencies: log-uniform over the band's whole range (the unit draw above)
-        lo, hi, log = lo_hi
+        lo, hi, log = p.typical
         u = rng.uniform(0.0, 1.0, size=rows)
         out[:, j] = lo * (hi / lo) ** u if log else lo + u * (hi - lo)
     return schema.clip(out)
@@ -128,8 +108,9 @@ def random_params(n_tracks: int, rng: np.random.Generator, style: str = "musical
     """Random physical console settings: ``(n_tracks, len(TRACK))`` and ``(len(MASTER),)``.
 
     style ``"uniform"``: every predicted parameter uniform in its unit range (log scales log-uniform).
-    ``"musical"``: faders -15..+6 dB, EQ gains within +/-9 dB (master +/-3), Q 0.5..3, moderate
-    compression, pans anywhere but hard. Non-predicted parameters (the trim) stay at their defaults.
+    ``"musical"``: each parameter within its schema's typical setting (:attr:`core.params.Param.typical`:
+    faders -15..+6 dB, EQ gains within +/-9 dB (master +/-3), Q 0.5..3, moderate compression, pans
+    anywhere but hard). Non-predicted parameters (the trim) stay at their defaults.
     """
     if style == "uniform":
         tracks = TRACK.from_unit(rng.uniform(0.0, 1.0, size=(n_tracks, len(TRACK))))
@@ -138,8 +119,8 @@ def random_params(n_tracks: int, rng: np.random.Generator, style: str = "musical
         return tracks, master
     if style != "musical":
         raise ValueError(f"unknown random parameter style '{style}'")
-    tracks = _draw(TRACK, _MUSICAL_TRACK, _EQ_GAIN_DB["track"], rng, n_tracks)
-    master = _draw(MASTER, _MUSICAL_MASTER, _EQ_GAIN_DB["master"], rng, 1)[0]
+    tracks = _draw(TRACK, rng, n_tracks)
+    master = _draw(MASTER, rng, 1)[0]
     return tracks, master
 
 

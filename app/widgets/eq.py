@@ -16,16 +16,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QStackedWidget, QToolButton, QVBoxLayout, QWidget
 
 from core.dsp import EQ, eq_coeffs
-from core.params import EQ_BAND_KEYS
+from core.params import EQ_BAND_KEYS, EQ_BANDS
 
 from .. import theme
 from .controls import ParamControl
 
 #: Keys of the 18 EQ controls in the order the console's EQ design takes them.
 EQ_KEYS = EQ.keys
-BAND_SHORT = ("LS", "1", "2", "3", "4", "HS")
 F_LO, F_HI = 20.0, 20000.0
-GAIN_LIMIT_DB = EQ[f"{EQ_BAND_KEYS[0]}_gain_db"].max  # one band's range, from the schema
+GAIN_LIMIT_DB = EQ[EQ_BANDS[0].gain].max  # one band's range, from the schema
 GAIN_VIEW_DB = 1.25 * GAIN_LIMIT_DB  # headroom: neighbouring bands add up
 _N_POINTS = 160
 _Q_STEP = 1.08  # per wheel notch
@@ -144,7 +143,7 @@ class EqSection(QWidget):
         lay.addWidget(self.plot)
         lay.addLayout(self._band_buttons())
         self.stack = QStackedWidget()
-        for band in EQ_BAND_KEYS:
+        for band in EQ_BANDS:
             self.stack.addWidget(self._band_page(band))
         lay.addWidget(self.stack)
 
@@ -152,9 +151,9 @@ class EqSection(QWidget):
         row = QHBoxLayout()
         row.setSpacing(1)
         self.band_group = QButtonGroup(self)
-        for b, text in enumerate(BAND_SHORT):
-            btn = QToolButton(text=text, checkable=True, objectName="band")
-            btn.setToolTip(self.schema[f"{EQ_BAND_KEYS[b]}_gain_db"].label.replace(" gain", ""))
+        for b, band in enumerate(EQ_BANDS):
+            btn = QToolButton(text=band.short, checkable=True, objectName="band")
+            btn.setToolTip(band.label)
             btn.setStyleSheet(f"QToolButton:checked {{ background: {theme.BAND_COLOURS[b].name()}; }}")
             self.band_group.addButton(btn, b)
             row.addWidget(btn)
@@ -162,13 +161,12 @@ class EqSection(QWidget):
         self.band_group.button(0).setChecked(True)
         return row
 
-    def _band_page(self, band: str) -> QWidget:
+    def _band_page(self, band) -> QWidget:
         page = QWidget()
         row = QHBoxLayout(page)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(1)
-        for what, label in (("gain_db", "Gain"), ("freq_hz", "Freq"), ("q", "Q")):
-            key = f"{band}_{what}"
+        for key, label in band.controls():  # a core.params.EqBand
             ctl = ParamControl(self.model, self.track, self.schema[key], label=label)
             self.controls[key] = ctl
             row.addWidget(ctl)
@@ -186,13 +184,13 @@ class EqSection(QWidget):
     def handle_moved(self, band: int, pos) -> None:
         if self._syncing:
             return
-        key = EQ_BAND_KEYS[band]
-        items = [(self.track, f"{key}_freq_hz", float(10 ** pos.x())),
-                 (self.track, f"{key}_gain_db", float(pos.y() - self.offsets[band]))]
-        self.model.edit_many(items, self._gesture, text=f"{self._who()}: EQ {BAND_SHORT[band]}")
+        eq_band = EQ_BANDS[band]
+        items = [(self.track, eq_band.freq, float(10 ** pos.x())),
+                 (self.track, eq_band.gain, float(pos.y() - self.offsets[band]))]
+        self.model.edit_many(items, self._gesture, text=f"{self._who()}: EQ {eq_band.short}")
 
     def wheel_q(self, band: int, notches: float) -> None:
-        key = f"{EQ_BAND_KEYS[band]}_q"
+        key = EQ_BANDS[band].q
         self.select_band(band)
         self.controls[key].binding.wheel_gesture()
         self.controls[key].binding.send(self.model.value(self.track, key) * _Q_STEP ** notches)

@@ -1,4 +1,4 @@
-"""What the analysis panel shows, computed without Qt (run on a worker thread).
+"""What the app's analysis panel shows, computed without Qt (run on a worker thread).
 
 The mix is rendered by the streaming console (what playback plays and export writes) over the loop
 region, or the whole song. Loudness and true peak are measured as they are; the style terms (AF
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.engine import render_stream
-from core.meter import af_features_np, integrated_lufs, loudness_normalize, true_peak_dbtp
-from core.prepare import REFERENCE_LUFS
-from core.report import Analysis as BandAnalysis
-from core.report import MatchReport, compare_analyses
-from core.report import analyse as report_analyse
+from .engine import render_stream
+from .meter import af_features_np, integrated_lufs, loudness_normalize, true_peak_dbtp
+from .prepare import REFERENCE_LUFS
+from .report import Analysis as BandAnalysis
+from .report import MatchReport, compare_analyses
+from .report import analyse as report_analyse
 
 SPECTRUM_NPERSEG = 8192
 SPECTRUM_POINTS = 160

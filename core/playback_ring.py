@@ -1,0 +1,157 @@
+"""The ring of blocks that live playback renders ahead of the playhead. No Qt.
+
+Two halves of :class:`core.playback.Player`'s ring (see :mod:`core.playback` for the threads):
+
+* :class:`Lane` -- one console being played (A, or a console as B): its streaming engine and, per ring
+  slot, every track's output after its compressor and a checkpoint of the engine's state at the
+  block's start, so that an edit re-renders only what it changes;
+* :class:`BlockRing` -- the finished blocks as the audio callback reads them, published without locks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .engine import EngineState, Snapshot, StreamingConsole
+
+# --- one console being played ---------------------------------------------------------------------------
+
+
+class Lane:
+    """A console in the ring: its engine, each slot's strip cache, output and state checkpoint.
+
+    ``valid[t]``: blocks below it hold track ``t``'s strip output for the current snapshot and the
+    engine holds its state at that block. ``front``: blocks below it are mixed (master state there).
+    """
+
+    def __init__(self, stems, stereo, sample_rate, snapshot: Snapshot, slots: int, block: int):
+        self.con = StreamingConsole(stems, stereo, sample_rate, threads=1, hold_gil=True)
+        self.con.snapshot = snapshot
+        n = self.con.n_tracks
+        self.snapshot = snapshot
+        self.cache = np.zeros((slots, n, 2, block), np.float32)
+        self.out = np.zeros((slots, 2, block), np.float32)
+        self.ck = [EngineState(n) for _ in range(slots)]
+        self.mixed_with: list[Snapshot] = [snapshot] * slots
+        self.mixed_block = np.full(slots, -1, np.int64)
+        self.gmin = np.ones((slots, n))
+        self.mgmin = np.ones(slots)
+        self.valid = np.zeros(n, np.int64)
+        self.front = 0
+        self.slots = slots
+        self._preroll_cache = np.zeros((n, 2, 0), np.float32)
+        self._preroll_out = np.zeros((2, 0), np.float32)
+
+    def take_back(self, j0: int, tracks: np.ndarray) -> None:
+        """Blocks from ``j0`` on must be mixed again, and ``tracks`` (bool mask) filtered again."""
+        ck = self.ck[j0 % self.slots]
+        again = np.flatnonzero(tracks & (self.valid > j0))
+        if len(again):
+            self.con.state.copy_from(ck, tracks=again, master=False)
+        self.valid[tracks] = np.minimum(self.valid[tracks], j0)
+        if self.front > j0:
+            self.con.state.mz[:] = ck.mz
+            self.con.state.mc[:] = ck.mc
+            self.front = j0
+
+    def restart(self, j0: int, idx: np.ndarray) -> None:
+        """Initial state, then pre-roll through the song frames ``idx`` (output discarded)."""
+        self.con.state.reset()
+        n = idx.shape[0]
+        if n:
+            if self._preroll_cache.shape[2] < n:
+                self._preroll_cache = np.zeros((self.con.n_tracks, 2, n), np.float32)
+                self._preroll_out = np.zeros((2, n), np.float32)
+            self.con.render_strips(idx, self._preroll_cache, snapshot=self.snapshot)
+            self.con.mix(self._preroll_cache, n, self._preroll_out, snapshot=self.snapshot)
+        self.valid[:] = j0
+        self.front = j0
+
+    def render(self, j: int, idx, tidx, tw) -> None:
+        """Block ``j`` (== ``front``): filter the tracks that need it, mix everything."""
+        slot = j % self.slots
+        need = np.flatnonzero(self.valid <= j)
+        self.ck[slot].copy_from(self.con.state, tracks=need, master=True)
+        if len(need):
+            self.con.render_strips(idx, self.cache[slot], tracks=need, snapshot=self.snapshot, tidx=tidx,
+                                   tw=tw, gmin=self.gmin[slot])
+            self.valid[need] = j + 1
+        prev = (j - 1) % self.slots  # fader/pan/mute changes ramp from the gains of the block before
+        ramp = None
+        if j > 0 and self.mixed_block[prev] == j - 1:
+            ramp = (self.mixed_with[prev].out_gain, self.mixed_with[prev].m_gain)
+        self.mgmin[slot] = self.con.mix(self.cache[slot], idx.shape[0], self.out[slot],
+                                        snapshot=self.snapshot, from_gains=ramp)
+        self.mixed_with[slot] = self.snapshot
+        self.mixed_block[slot] = j
+        self.front = j + 1
+
+
+
+
+# --- the published blocks ---------------------------------------------------------------------------------
+
+
+class BlockRing:
+    """The blocks published to the callback: ``slots`` ring slots mapped onto ``buffers`` physical
+    buffers ``(block, 2)``.
+
+    A buffer is never rewritten while the callback may read it: a block (rendered again or new) goes
+    to a free buffer and its slot's mapping is switched in one store. ``ver[p]`` is odd while buffer
+    ``p`` is written, so that the callback detects the rare torn copy. With each block: the song frame
+    after it, the seek it belongs to, whether playback stops there, and the version of A it carries.
+    """
+
+    def __init__(self, slots: int, buffers: int, block: int):
+        self.slots = slots
+        self.buf = np.zeros((buffers, block, 2), np.float32)
+        self.ver = np.zeros(buffers, np.int64)
+        self.bno = np.full(buffers, -1, np.int64)  # block number held
+        self.map = np.full(slots, -1, np.int64)  # slot -> buffer
+        self.end = np.zeros(buffers, np.int64)  # song frame after the block
+        self.epoch = np.zeros(buffers, np.int64)  # seek number the block belongs to
+        self.stop = np.zeros(buffers, bool)  # block lies wholly past the end (no loop): stop there
+        self.version_a = np.zeros(buffers, np.int64)  # snapshot version of A in the block
+        self.free = deque(range(buffers))
+
+    def current(self, j: int) -> int:
+        """The buffer holding block ``j``, or -1."""
+        p = self.map[j % self.slots]
+        return p if p >= 0 and self.bno[p] == j else -1
+
+    def copy(self, j: int, off: int, dst: np.ndarray) -> int:
+        """(Callback) frames ``off ..`` of block ``j`` into ``dst``; the buffer read, or -1 when the
+        block is not there or was being rewritten on every try."""
+        m = dst.shape[0]
+        for _ in range(3):  # a re-rendered block may replace this one meanwhile: copy again
+            p = self.map[j % self.slots]
+            v = self.ver[p]
+            if v & 1 or self.bno[p] != j:
+                continue
+            dst[:] = self.buf[p, off:off + m]
+            if self.ver[p] == v:
+                return p
+        return -1
+
+    def begin(self, j: int, out: np.ndarray, end: int, stop: bool, epoch: int, version: int) -> int:
+        """(Render thread) write block ``j`` into a free buffer, not yet visible; returns the buffer."""
+        p = self.free.popleft()
+        self.ver[p] += 1  # odd: being written
+        self.buf[p] = out
+        self.bno[p] = j
+        self.end[p] = end
+        self.stop[p] = stop
+        self.epoch[p] = epoch
+        self.version_a[p] = version
+        return p
+
+    def commit(self, j: int, p: int) -> None:
+        """Make buffer ``p`` (from :meth:`begin`) block ``j``'s; its previous buffer becomes free."""
+        self.ver[p] += 1  # even: complete
+        slot = j % self.slots
+        old = self.map[slot]
+        self.map[slot] = p
+        if old >= 0:
+            self.free.append(old)
