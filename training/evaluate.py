@@ -20,6 +20,11 @@ Columns: the AF loss (sum of the weighted terms) and its five weighted terms, ea
 "per-song ratio": the geometric mean over songs of loss / equal-loudness loss (not dominated by the
 few songs whose equal-loudness sum has almost no side signal, where the sum's bark term explodes);
 the median loss; and the time each row took per song.
+
+Also here, shared so that one copy exists: the quality benchmark's measures of one case
+(:func:`measure`: match report, MRSTFT to the true mix, balance error, plausibility; cases from
+:func:`cross_case_of` / :func:`same_case_of`), used by ``benchmarks/quality.py`` and by training's
+validation (:class:`QualityValidation`, :func:`validation_score`: the rule that picks ``best.pt``).
 """
 
 from __future__ import annotations
