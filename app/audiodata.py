@@ -6,11 +6,9 @@ file still opens with every strip and every setting; the strip shows the problem
 
 from __future__ import annotations
 
-import numpy as np
-
-from core.audio_io import Audio, AudioError, load_audio, to_stereo
+from core.audio_io import Audio, AudioError, load_audio
 from core.params import TRACK
-from core.prepare import Inputs, trim_for
+from core.prepare import Inputs, from_audio, trim_for
 from core.session import Session
 
 #: Length of an all-silent session (no audio could be read), so the engine still has frames.
@@ -47,21 +45,17 @@ def import_trim(audio: Audio) -> float:
 
 
 def build_inputs(session: Session, audio: dict[str, Audio | AudioError]) -> Inputs | None:
-    """Stems padded to one length, trims from the session's current parameters; None without stems."""
+    """Stems padded to one length, trims from the session's current parameters; None without stems.
+
+    The same construction as ``stylemix mix`` (:func:`core.prepare.from_audio`); a stem whose file
+    could not be read is a silent placeholder."""
     if not session.stems:
         return None
     sr = session.sample_rate
     have = [audio.get(s.path) for s in session.stems]
-    frames = max([a.frames for a in have if isinstance(a, Audio)] or [int(_EMPTY_SECONDS * sr)])
-    data = np.zeros((len(have), 2, frames), np.float32)
-    for i, a in enumerate(have):
-        if isinstance(a, Audio):
-            n = min(frames, a.frames)
-            data[i, :, :n] = to_stereo(a.data)[:, :n]
-    silent = np.array([not isinstance(a, Audio) or a.silent for a in have])
     ref = audio.get(session.reference) if session.reference else None
-    ref_data = to_stereo(ref.data).astype(np.float32) if isinstance(ref, Audio) else None
-    return Inputs(session.names, [s.path for s in session.stems], data,
-                  np.array([s.stereo for s in session.stems]), silent,
-                  session.params.tracks[:, TRACK.index("trim_db")].copy(), sr, ref_data,
-                  session.reference if ref_data is not None else None)
+    return from_audio([a if isinstance(a, Audio) else None for a in have], sr,
+                      ref if isinstance(ref, Audio) else None, names=session.names,
+                      files=[s.path for s in session.stems], stereo=[s.stereo for s in session.stems],
+                      trim_db=session.params.tracks[:, TRACK.index("trim_db")].copy(),
+                      empty_frames=int(_EMPTY_SECONDS * sr))

@@ -54,7 +54,9 @@ loudness and a -1 dBTP ceiling.
 * *fast comp*: songs with a compressor (track or master, ratio > 1.5) at attack < 1 ms or release < 20 ms;
 * *s/song*: seconds of :func:`core.suggest.suggest` per song (prediction and refinement; no rendering).
 
-The targets of issue 8 are printed beside the table. ``--json OUT`` writes every number.
+The targets of issue 8 are printed beside the table. ``--json OUT`` writes every number. The measures
+(:func:`training.evaluate.measure` and the functions it calls) live in :mod:`training.evaluate`, where
+training's validation uses the same code.
 """
 
 from __future__ import annotations
@@ -64,7 +66,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from training.evaluate import (  # noqa: E402  (the measures, shared with training's validation)
+    Case,
+    cross_case_of,
+    measure,
+    plausibility,  # noqa: F401  (re-exported: quality.plausibility)
+    same_case_of,
+    stem_band_levels,
+)
+
+_stem_band_levels = stem_band_levels  # the name the tests use
 
 SAMPLE_RATE = 44100
 SEED_CROSS = 900001  # song pairs (900001, 900002), (900003, 900004), ...
@@ -81,11 +93,6 @@ DEFAULT_SAME = 6
 DEFAULT_STEPS = 60
 DEFAULT_SECONDS = 24.0
 TINY = {"cross": 1, "same": 1, "steps": 3, "seconds": 8.0}
-CEILING_DBTP = -1.0
-SHARE_FLOOR = 1e-4  # stems below -40 dB of the true mix's energy are left out of the balance error
-LIMIT_EPS = 0.005
-EQ_LIMIT_DB = 9.0
-EQ_MATTERS_DB = 30.0
 
 ROWS = ("sum", "model", "refine", "model_refine")
 ROW_LABELS = {"sum": "equal-loudness sum", "model": "model only", "refine": "refine only ({steps} steps)",
@@ -147,178 +154,30 @@ def numpy_song(seed: int, seconds: float) -> dict[str, np.ndarray]:
     return make_stems(SAMPLE_RATE, seconds, seed=seed, bpm=90.0 + seed % 50)
 
 
-@dataclass
-class Case:
-    kind: str  # "cross" or "same"
-    name: str
-    inputs: object  # core.prepare.Inputs with the reference
-    true_mix: np.ndarray | None = None  # (2, T) same-song only
-    true_shares: np.ndarray | None = None  # (N,)
-    info: dict = field(default_factory=dict)
-
-
-def energy_shares(parts: np.ndarray) -> np.ndarray:
-    """Each part's share of the summed energies of ``parts`` (N, 2, T)."""
-    e = np.einsum("nct,nct->n", parts.astype(np.float64), parts.astype(np.float64))
-    return e / max(float(e.sum()), 1e-30)
-
-
 def cross_case(index: int, song, seconds: float) -> Case:
-    from training.engineer import engineer_mix, stems_inputs
-
     seed_a, seed_b = SEED_CROSS + 2 * index, SEED_CROSS + 2 * index + 1
-    ref = engineer_mix(song(seed_b, seconds), SAMPLE_RATE, np.random.default_rng([seed_b, 1]))
-    inputs = stems_inputs(song(seed_a, seconds), SAMPLE_RATE, reference=ref.mix)
-    info = {"stems_seed": seed_a, "reference_seed": seed_b, "reference_lufs": ref.settings.loudness_lufs,
-            "stems": len(inputs.names)}
-    return Case("cross", f"{seed_a}<-{seed_b}", inputs, info=info)
+    stems_b = song(seed_b, seconds)
+    case = cross_case_of(song(seed_a, seconds), stems_b, SAMPLE_RATE, np.random.default_rng([seed_b, 1]),
+                         f"{seed_a}<-{seed_b}")
+    case.info = {"stems_seed": seed_a, "reference_seed": seed_b, **case.info}
+    return case
 
 
 def same_case(index: int, song, seconds: float) -> Case:
-    from training.engineer import engineer_mix, stems_inputs
-
     seed = SEED_SAME + index
-    em = engineer_mix(song(seed, seconds), SAMPLE_RATE, np.random.default_rng([seed, 1]))
-    half = em.mix.shape[-1] // 2
-    src = em.inputs
-    stems = {name: src.stems[i, : (2 if src.stereo[i] else 1), half:] for i, name in enumerate(src.names)}
-    inputs = stems_inputs(stems, SAMPLE_RATE, reference=em.mix[:, :half])
-    info = {"seed": seed, "reference_lufs": em.settings.loudness_lufs, "stems": len(inputs.names)}
-    return Case("same", f"{seed} halves", inputs, em.mix[:, half:].copy(),
-                energy_shares(em.contributions[:, :, half:]), info)
+    case = same_case_of(song(seed, seconds), SAMPLE_RATE, np.random.default_rng([seed, 1]), f"{seed} halves")
+    case.info = {"seed": seed, **case.info}
+    return case
 
 
-# --- measures ------------------------------------------------------------------------------------------
-
-def _stem_band_levels(inputs) -> list[np.ndarray | None]:
-    """1/3-octave levels (dB) of each stem's mid signal, None for silent stems."""
-    from core.report import analysis_fft, band_levels_db, cross_spectra, mid_side
-
-    out = []
-    for x, silent in zip(inputs.stems, inputs.silent, strict=True):
-        if silent:
-            out.append(None)
-            continue
-        mid, _ = mid_side(cross_spectra(x, inputs.sample_rate))
-        out.append(band_levels_db(mid, inputs.sample_rate, analysis_fft(inputs.sample_rate)))
-    return out
-
-
-def _band_region(kind: str, freq: float, q: float) -> tuple[float, float]:
-    if kind == "low_shelf":
-        return 20.0, freq
-    if kind == "high_shelf":
-        return freq, 20000.0
-    octaves = 2.0 / math.log(2.0) * math.asinh(1.0 / (2.0 * q))
-    return freq * 2.0 ** (-octaves / 2), freq * 2.0 ** (octaves / 2)
-
-
-def _band_matters(levels: np.ndarray | None, kind: str, freq: float, q: float) -> bool:
-    from core.report import CENTRES_HZ
-
-    if levels is None:
-        return True
-    lo, hi = _band_region(kind, freq, q)
-    inside = (CENTRES_HZ >= lo) & (CENTRES_HZ <= hi)
-    if not inside.any():
-        inside[np.argmin(np.abs(np.log(CENTRES_HZ / freq)))] = True
-    return bool(levels[inside].max() >= levels.max() - EQ_MATTERS_DB)
-
-
-def plausibility(inputs, params, band_levels) -> dict:
-    """Range-limit shares, EQ gains beyond 9 dB (bands that matter) and fast compressors of ``params``."""
-    from core.params import EQ_BAND_KEYS, EQ_BAND_TYPES, MASTER, TRACK
-
-    rows = [(TRACK, params.tracks[i], band_levels[i])
-            for i in range(len(inputs.names)) if not inputs.silent[i]]
-    rows.append((MASTER, params.master, None))
-    counted = at_limit = total_all = at_limit_all = 0
-    eq_over, fast = [], []
-    sends_open = any(TRACK.to_unit(vec)[TRACK.index("send_db")] >= LIMIT_EPS for schema, vec, _ in rows[:-1])
-    for schema, vec, levels in rows:
-        unit = schema.to_unit(vec)
-        pinned = (unit < LIMIT_EPS) | (unit > 1 - LIMIT_EPS)
-        keep = schema.predicted_mask.copy()
-        total_all += int(keep.sum())
-        at_limit_all += int((pinned & keep).sum())
-        ratio = vec[schema.index("comp_ratio")]
-        if unit[schema.index("comp_ratio")] < LIMIT_EPS:  # compressor off: its detector does nothing
-            for k in ("comp_threshold_db", "comp_ratio", "comp_attack_ms", "comp_release_ms", "comp_knee_db"):
-                keep[schema.index(k)] = False
-        if unit[schema.index("comp_makeup_db")] < LIMIT_EPS:  # no makeup: the neutral position
-            keep[schema.index("comp_makeup_db")] = False
-        if schema is TRACK and unit[schema.index("send_db")] < LIMIT_EPS:  # send off: the neutral position
-            keep[schema.index("send_db")] = False
-        if schema is MASTER and not sends_open:  # every send off: the FX return does nothing
-            keep &= ~schema.group_mask("reverb")
-        for band, kind in zip(EQ_BAND_KEYS, EQ_BAND_TYPES, strict=True):
-            gain = vec[schema.index(f"{band}_gain_db")]
-            freq, q = vec[schema.index(f"{band}_freq_hz")], vec[schema.index(f"{band}_q")]
-            if abs(gain) < 0.05:
-                keep[schema.index(f"{band}_freq_hz")] = keep[schema.index(f"{band}_q")] = False
-            if abs(gain) > EQ_LIMIT_DB and _band_matters(levels, kind, freq, q):
-                eq_over.append(f"{band} {gain:+.1f} dB")
-        counted += int(keep.sum())
-        at_limit += int((pinned & keep).sum())
-        attack, release = vec[schema.index("comp_attack_ms")], vec[schema.index("comp_release_ms")]
-        if ratio > 1.5 and (attack < 1.0 or release < 20.0):
-            fast.append(f"{attack:.1f}/{release:.0f} ms")
-    return {"at_limit": 100.0 * at_limit / max(counted, 1),
-            "at_limit_all": 100.0 * at_limit_all / max(total_all, 1),
-            "eq_over": bool(eq_over), "fast_comp": bool(fast), "eq_over_bands": eq_over,
-            "fast_comp_list": fast}
-
-
-def stem_shares(inputs, params, out: np.ndarray) -> np.ndarray:
-    """Each stem's share of the energy of our output ``out``: strips through the master EQ and the master
-    bus's gain curve (compressor, fader, limiter), as :func:`training.engineer.engineer_mix` measures
-    the true contributions."""
-    from training.engineer import apply_master_eq, render_strips, stage_gain
-
-    strips = apply_master_eq(render_strips(inputs, params), params.master, inputs.sample_rate)
-    gain = stage_gain(strips.sum(axis=0, dtype=np.float64), out)
-    return energy_shares(strips * gain.astype(np.float32)[None, None, :])
-
-
-def measure(case: Case, params, seconds: float, band_levels) -> dict:
-    """Every column for one case and one row's parameters."""
-    import torch
-
-    from core.features import integrated_lufs, mrstft_loss
-    from core.refine import evaluate
-    from core.render import output_stage, render_mix
-    from core.report import compare
-
-    inputs = case.inputs
-    sr = inputs.sample_rate
-    ref_lufs = integrated_lufs(inputs.reference, sr)
-    af, _ = evaluate(inputs, params)
-    out, _ = output_stage(render_mix(inputs, params), sr, params, ref_lufs, CEILING_DBTP)
-    rep = compare(out, inputs.reference, sr)
-    row = {"af": float(af), "tonal_db": rep.tonal_deviation_db, "worst_octave_db": rep.worst_octave_db,
-           "worst_octave": rep.worst_octave, "width_db": rep.width_deviation_db,
-           "dynamics": rep.dynamics_deviation, "seconds": float(seconds),
-           **plausibility(inputs, params, band_levels)}
-    if case.true_mix is not None:
-        gain = 10 ** ((integrated_lufs(case.true_mix, sr) - integrated_lufs(out, sr)) / 20)
-        with torch.no_grad():
-            row["mrstft"] = float(mrstft_loss(torch.from_numpy(out * np.float32(gain)),
-                                              torch.from_numpy(case.true_mix)))
-        ours = stem_shares(inputs, params, out)
-        use = (case.true_shares >= SHARE_FLOOR) & ~np.asarray(inputs.silent, bool)
-        diff = 10 * np.log10(np.maximum(ours[use], 1e-12) / case.true_shares[use])
-        row["balance_db"] = float(np.sqrt(np.mean(diff ** 2))) if diff.size else 0.0
-        row["balance_per_stem_db"] = {inputs.names[i]: round(float(d), 2)
-                                      for i, d in zip(np.flatnonzero(use), diff, strict=True)}
-    return row
-
+# --- measures: training.evaluate (shared with training's validation) ------------------------------------
 
 def run_case(case: Case, model, steps: int, seed: int = 0) -> dict[str, dict]:
     """All rows for one case -> {row: measures}."""
     from core.suggest import SuggestConfig, suggest
 
     inputs = case.inputs
-    levels = _stem_band_levels(inputs)
+    levels = stem_band_levels(inputs)
     out = {"sum": measure(case, inputs.default_params(), 0.0, levels)}
     plans = [("model", model, 0), ("refine", None, steps), ("model_refine", model, steps)]
     for row, m, s in plans:

@@ -253,6 +253,10 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard
         from .meter import integrated_lufs, true_peak_dbtp
         from .render import output_stage, render_mix
 
+        if not getattr(inputs, "in_memory", True):  # the torch console renders the song whole
+            from dataclasses import replace
+
+            inputs = replace(inputs, stems=inputs.section(0, inputs.frames))
         mix = render_mix(inputs, params, engine="torch")
         before = integrated_lufs(mix, sr)
         mix, params = output_stage(mix, sr, params, loudness, args.ceiling)
@@ -264,7 +268,7 @@ def _finish(inputs, params, args, fmt: str, loudness: float | None, group, guard
         def progress(done, total):
             bar.update(int(100 * done / max(total, 1)) - bar.n)
 
-        stems = inputs.stems if hasattr(inputs, "stems") else inputs
+        stems = inputs.stems if hasattr(inputs, "stems") else inputs  # an array or a block source
         res = export_mix(stems, params.tracks, params.master, sr, args.out, fmt, args.bits,
                          loudness, args.ceiling, args.stems_out, progress, stereo=inputs.stereo,
                          names=inputs.names, group=group, **guard)
@@ -301,12 +305,15 @@ def _start_params(inputs, args):
     return inputs.default_params(), None, model, "model"
 
 
-def _print_report(path: str, reference, sample_rate: int) -> None:
-    """The match report's headline of the written mix against the reference (songs up to 20 min)."""
+def _print_report(path: str, reference, sample_rate: int, mix_seconds: float) -> None:
+    """The match report's headline of the written mix against the reference (songs up to 10 min)."""
     from .audio_io import load_audio, to_stereo
+    from .prepare import REPORT_MAX_SECONDS
     from .report import compare
 
-    if reference.shape[-1] > 20 * 60 * sample_rate:
+    if max(reference.shape[-1] / sample_rate, mix_seconds) > REPORT_MAX_SECONDS:
+        print(f"match report: left out for songs over {REPORT_MAX_SECONDS // 60} min "
+              "('stylemix compare' measures any length)")
         return
     mix = to_stereo(load_audio(path, sample_rate).data)
     rep = compare(mix, reference, sample_rate)
@@ -320,16 +327,31 @@ def _print_report(path: str, reference, sample_rate: int) -> None:
 
 
 def _check_memory(args) -> None:
-    """Refuse, before any work, a mix that cannot fit in memory (one line with the numbers)."""
-    from .prepare import mix_memory_needed
+    """Refuse, before any work, a mix that cannot fit in memory or whose decoded stems cannot fit in
+    the temporary folder (one line with the numbers)."""
+    import shutil
+    import tempfile
+
+    from .prepare import MIX_BASE_BYTES, MIX_BYTES_PER_CHANNEL_SECOND, mix_memory_needed
     from .stream_io import available_memory
 
-    need, count, seconds = mix_memory_needed(args.stems, args.reference, args.sample_rate)
+    need, count, seconds, disk = mix_memory_needed(args.stems, args.reference, args.sample_rate)
     avail = available_memory()
+    what = f"mixing {count} stem{'s' if count != 1 else ''} of {seconds / 60:.1f} min"
     if avail is not None and need > avail:
-        raise CliError(f"mixing {count} stems of {seconds / 60:.1f} min needs about {need / 1e9:.1f} GB of "
-                       f"memory, {avail / 1e9:.1f} GB is available (about 24 MB per stem and minute, plus "
-                       f"1.2 GB); 'stylemix render' works in blocks at any length")
+        raise CliError(f"{what} needs about {need / 1e9:.1f} GB of memory, {avail / 1e9:.1f} GB is available "
+                       f"({MIX_BASE_BYTES / 1e9:.1f} GB plus "
+                       f"{MIX_BYTES_PER_CHANNEL_SECOND * 60 / 1e6:.1f} MB per minute of each stem channel); "
+                       "close other programs or mix fewer stems")
+    if disk:
+        folder = tempfile.gettempdir()
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        if free is not None and disk > free:
+            raise CliError(f"{what} needs about {disk / 1e9:.1f} GB of temporary disk space in {folder}, "
+                           f"{free / 1e9:.1f} GB is free; free some space or set TMPDIR to a larger disk")
 
 
 def _checkpoint(args) -> str | None:
@@ -344,12 +366,7 @@ def _checkpoint(args) -> str | None:
 
 
 def cmd_mix(args) -> int:
-    from .fileio import WriteGroup
-    from .meter import integrated_lufs
-    from .paramfile import apply_sets, lock_masks, write_params
     from .prepare import load_inputs
-    from .refine import RefineConfig, evaluate_many
-    from .suggest import SuggestConfig, suggest
 
     t0 = time.perf_counter()
     fmt = _out_format(args)
@@ -360,6 +377,20 @@ def cmd_mix(args) -> int:
     guard = _guard_outputs(args, fmt, [args.reference, args.params_in, _checkpoint(args)])
     _check_memory(args)
     inputs = load_inputs(guard["stem_files"], args.reference, args.sample_rate)
+    try:
+        return _mix(args, inputs, fmt, guard, t0)
+    finally:
+        inputs.close()  # the decoded stems' temporary files
+
+
+def _mix(args, inputs, fmt: str, guard: dict, t0: float) -> int:
+    """``mix`` once the inputs are loaded: suggest, evaluate, render and write."""
+    from .fileio import WriteGroup
+    from .meter import integrated_lufs
+    from .paramfile import apply_sets, lock_masks, write_params
+    from .refine import RefineConfig, evaluate_many
+    from .suggest import SuggestConfig, suggest
+
     _print_inputs(inputs)
     if inputs.silent.all():
         raise CliError("every stem is silent: nothing to mix")
@@ -410,7 +441,7 @@ def cmd_mix(args) -> int:
           f"{loss1:.4f} ({steps}; {loss1 / baseline * 100 if baseline > 0 else 0:.1f} % of the sum)")
     print(f"loudness: console {lufs_before:.1f} LUFS -> output {lufs_after:.1f} LUFS "
           f"(target {target:.1f}), true peak {peak:.1f} dBTP (ceiling {args.ceiling:.1f})")
-    _print_report(args.out, inputs.reference, inputs.sample_rate)
+    _print_report(args.out, inputs.reference, inputs.sample_rate, inputs.duration)
     if args.stems_out:
         print(f"processed stems in {args.stems_out}")
     print(f"wrote {args.out}" + (f" and {args.params_out}" if args.params_out else "")
@@ -430,12 +461,16 @@ def cmd_render(args) -> int:
         from .prepare import load_inputs
 
         inputs = load_inputs(guard["stem_files"], None, args.sample_rate)
-        _warn_dc(inputs)
-        params = saved.select(inputs.names, args.params)
-        with WriteGroup() as outputs:
-            params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs, guard)
-            outputs.commit()
-        count, seconds = len(inputs.names), inputs.duration
+        try:
+            _warn_dc(inputs)
+            params = saved.select(inputs.names, args.params)
+            with WriteGroup() as outputs:
+                params, before, after, peak = _finish(inputs, params, args, fmt, args.loudness, outputs,
+                                                      guard)
+                outputs.commit()
+            count, seconds = len(inputs.names), inputs.duration
+        finally:
+            inputs.close()
     else:
         # the stems are decoded block by block as they are rendered: memory does not grow with length
         from .stream_io import StemFiles

@@ -96,7 +96,7 @@ def region_frames(region: tuple[float, float] | None, sr: int, total: int) -> tu
 def render(inputs, params, mute=None, solo=None, region=None) -> np.ndarray:
     """The mix over ``region`` (seconds) by the streaming console: (2, T) float32."""
     a, b = region_frames(region, inputs.sample_rate, inputs.frames)
-    return render_stream(inputs.stems[:, :, a:b], inputs.stereo, params.tracks, params.master,
+    return render_stream(inputs.section(a, b), inputs.stereo, params.tracks, params.master,
                          inputs.sample_rate, mute=mute, solo=solo, threads=2)
 
 

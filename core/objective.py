@@ -71,16 +71,25 @@ def _k_weight_power(sample_rate: int, n_fft: int) -> np.ndarray:
 
 def _frame_spread_cross(x: np.ndarray, sample_rate: int, n_fft: int, max_frames: int) -> np.ndarray:
     """:func:`core.report.cross_spectra` over at most ``max_frames`` windows spread evenly over ``x``."""
+    return spread_cross(lambda a, n: x[:, a:a + n], x.shape[-1], sample_rate, n_fft, max_frames)
+
+
+def spread_cross(read, total: int, sample_rate: int, n_fft: int = MODEL_FFT,
+                 max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """:func:`_frame_spread_cross` of a signal of ``total`` frames read through ``read(start, n)``
+    (float ``(2, n)``): the whole signal when it has few windows, else only the windows it uses, so
+    a song of any length is never read whole."""
     hop = n_fft // 2
-    n_frames = max(1, 1 + (x.shape[-1] - n_fft) // hop)
+    n_frames = max(1, 1 + (total - n_fft) // hop)
     if n_frames <= max_frames:
-        return cross_spectra(x, sample_rate, n_fft)
-    starts = np.linspace(0, x.shape[-1] - n_fft, max_frames).astype(int)
+        return cross_spectra(np.asarray(read(0, total), dtype=np.float64), sample_rate, n_fft)
+    starts = np.linspace(0, total - n_fft, max_frames).astype(int)
     window = np.hanning(n_fft + 1)[:-1]
     acc = np.zeros((3, n_fft // 2 + 1))
     for k in range(0, max_frames, 32):  # 32 windows at a time: one FFT call, bounded memory
-        idx = starts[k:k + 32, None] + np.arange(n_fft)
-        spec = np.fft.rfft(x[:, idx] * window, axis=-1)  # (2, frames, F)
+        frames = np.stack([np.asarray(read(int(a), n_fft), dtype=np.float64) for a in starts[k:k + 32]],
+                          axis=1)  # (2, frames, n_fft)
+        spec = np.fft.rfft(frames * window, axis=-1)  # (2, frames, F)
         acc[0] += np.sum(spec[0].real ** 2 + spec[0].imag ** 2, axis=0)
         acc[1] += np.sum(spec[1].real ** 2 + spec[1].imag ** 2, axis=0)
         acc[2] += np.sum((spec[0] * spec[1].conj()).real, axis=0)
@@ -125,30 +134,48 @@ class SongModel:
     """The whole song's mid/side spectrum and level statistics as functions of the console settings.
 
     Args:
-        stems: ``(N, 2, T)`` raw stems (the console applies the trim), sample_rate: Hz.
+        stems: ``(N, 2, T)`` raw stems (the console applies the trim), sample_rate: Hz; or None with
+            ``stats`` = (cross ``(N, 3, F)``, frame energy ``(N, frames)``) measured beforehand
+            (:meth:`of_inputs`).
         active: ``(N,)`` bool, stems that take part (silent stems contribute nothing).
         stereo: ``(N,)`` bool (pan acts as balance on stereo stems).
         region: ``(a, b)`` samples: the part of the song whose spectrum matters (default: all of it).
     """
 
-    def __init__(self, stems: np.ndarray, sample_rate: int, active, stereo, region=None,
-                 n_fft: int = MODEL_FFT, max_frames: int = MAX_FRAMES):
+    def __init__(self, stems: np.ndarray | None, sample_rate: int, active, stereo, region=None,
+                 n_fft: int = MODEL_FFT, max_frames: int = MAX_FRAMES, *, stats=None):
         self.sample_rate, self.n_fft = int(sample_rate), n_fft
-        a, b = region if region is not None else (0, stems.shape[-1])
         self.active = torch.as_tensor(np.asarray(active, bool))
-        crosses, energies = [], []
-        for x in stems:
-            seg = np.asarray(x[:, a:b], dtype=np.float64)
-            crosses.append(_frame_spread_cross(seg, sample_rate, n_fft, max_frames))
-            energies.append(frame_energy(seg, sample_rate))
-        self.cross = torch.from_numpy(np.stack(crosses))  # (N, 3, F)
-        self.energy = torch.from_numpy(np.stack(energies))  # (N, frames)
+        if stats is None:
+            a, b = region if region is not None else (0, stems.shape[-1])
+            crosses, energies = [], []
+            for x in stems:
+                seg = np.asarray(x[:, a:b], dtype=np.float64)
+                crosses.append(_frame_spread_cross(seg, sample_rate, n_fft, max_frames))
+                energies.append(frame_energy(seg, sample_rate))
+            stats = np.stack(crosses), np.stack(energies)
+        self.cross = torch.from_numpy(np.asarray(stats[0]))  # (N, 3, F)
+        self.energy = torch.from_numpy(np.asarray(stats[1]))  # (N, frames)
         self.stereo = torch.as_tensor(np.asarray(stereo, bool))
         self.bands = torch.from_numpy(band_matrix(self.sample_rate, n_fft))  # (F, B)
         self.k_weight = torch.from_numpy(_k_weight_power(self.sample_rate, n_fft))
         f = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
         self.ranges = torch.from_numpy(np.stack([((f >= lo) & (f < hi)).astype(np.float64)
                                                  for _, lo, hi in WIDTH_RANGES], axis=1))  # (F, 3)
+
+    @classmethod
+    def of_inputs(cls, inputs, active) -> SongModel:
+        """The song model of :class:`core.prepare.Inputs` (whole song), from its cached measurements:
+        the cross spectra of :data:`MAX_FRAMES` windows read from each stem and the frame levels of
+        :func:`core.prepare.stem_frame_stats`. Stems of any length are never read whole."""
+        from .prepare import stem_frame_stats
+
+        def cross():
+            return np.stack([spread_cross(lambda a, n, i=i: inputs.read_stem(i, a, n), inputs.frames,
+                                          inputs.sample_rate) for i in range(len(inputs.names))])
+
+        stats = (inputs.cached("song_cross", cross), stem_frame_stats(inputs)[1])
+        return cls(None, inputs.sample_rate, active, inputs.stereo, stats=stats)
 
     def spectra(self, pt: torch.Tensor, pm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mid and side power spectra ``(F,)`` of the whole song's mix for physical ``pt (N, P)``, ``pm``."""

@@ -25,7 +25,7 @@ import torch
 
 from .paramfile import MixParams
 from .prepare import REFERENCE_LUFS, STEM_LUFS, Inputs
-from .refine import choose_sections, reference_sections, stem_activity
+from .refine import choose_sections, inputs_activity, reference_sections
 
 #: The model shipped with the program (``None`` from :func:`load_default_model` when it is absent).
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "model" / "default.pt"
@@ -106,7 +106,7 @@ def analysis_sections(inputs: Inputs, region: tuple[float, float] | None = None,
                       ) -> list[tuple[int, int]]:
     """Sample ranges ``[(start, end)]`` the model analyses: the most active sections of the song, or of
     ``region`` (seconds) when given. The same choice as refinement's (:mod:`core.refine`)."""
-    score = stem_activity(inputs.stems, np.asarray(inputs.silent, bool), inputs.sample_rate)
+    score = inputs_activity(inputs)
     return choose_sections(score, inputs.sample_rate, section_seconds, n_sections, inputs.frames, region)
 
 
@@ -133,7 +133,7 @@ def predict(inputs: Inputs, model, region: tuple[float, float] | None = None, *,
     if region is not None:  # the region is what is analysed, the whole song stays the context
         spans += [s for s in analysis_sections(inputs, None, section_seconds, n_sections) if s not in spans]
     gains = (10.0 ** (np.asarray(inputs.trim_db, dtype=np.float64) / 20.0)).astype(np.float32)
-    sections = np.stack([inputs.stems[:, :, a:b] * gains[:, None, None] for a, b in spans])  # (S, N, 2, L)
+    sections = np.stack([inputs.section(a, b) * gains[:, None, None] for a, b in spans])  # (S, N, 2, L)
     active = section_activity(sections) & ~silent  # (S, N)
     refs = reference_sections(inputs.reference, sr, section_seconds, n_sections)  # (R, 2, Lr)
     refs = refs[np.arange(len(spans)) % len(refs)]  # pair stem section s with reference section s mod R

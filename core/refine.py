@@ -85,11 +85,22 @@ def _best_windows(score: np.ndarray, win: int, count: int) -> list[int]:
 
 def stem_activity(stems: np.ndarray, silent: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per-frame score: how many stems play (each stem's frame RMS relative to its own median level)."""
+    return activity_score([activity_frames(x, sample_rate, FRAME_S) for x in stems], silent)
+
+
+def inputs_activity(inputs: Inputs) -> np.ndarray:
+    """:func:`stem_activity` of ``inputs``' stems, from the cached whole-song frame levels."""
+    from .prepare import stem_frame_stats
+
+    return activity_score(stem_frame_stats(inputs)[0], np.asarray(inputs.silent, bool))
+
+
+def activity_score(frame_rms: list[np.ndarray], silent: np.ndarray) -> np.ndarray:
+    """:func:`stem_activity` from each stem's frame RMS (:func:`core.meter.activity_frames`)."""
     score = None
-    for x, quiet in zip(stems, silent, strict=True):
+    for rms, quiet in zip(frame_rms, silent, strict=True):
         if quiet:
             continue
-        rms = activity_frames(x, sample_rate, FRAME_S)
         typical = np.median(rms[rms > 1e-6]) if np.any(rms > 1e-6) else 1.0
         s = np.minimum(1.0, rms / (typical + 1e-12))
         score = s if score is None else score + s
@@ -136,7 +147,7 @@ class Objective:
     def __init__(self, inputs: Inputs, spans, ref_sections: np.ndarray):
         sr = inputs.sample_rate
         self.sample_rate = sr
-        tracks = np.stack([inputs.stems[:, :, a:b] for a, b in spans])  # (S, N, 2, L)
+        tracks = np.stack([inputs.section(a, b) for a, b in spans])  # (S, N, 2, L)
         self.tracks = torch.from_numpy(tracks)
         s, n = tracks.shape[:2]
         self.stereo = torch.from_numpy(np.asarray(inputs.stereo, bool)).expand(s, n)
@@ -201,12 +212,12 @@ class FullObjective:
         sr = inputs.sample_rate
         self.sample_rate, self.cfg, self.w = sr, cfg, cfg.weights
         silent = np.asarray(inputs.silent, bool)
-        score = stem_activity(inputs.stems, silent, sr)
+        score = inputs_activity(inputs)
         self.spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames,
                                      cfg.region)
         ref_sec = reference_sections(inputs.reference, sr, cfg.section_seconds, cfg.ref_sections)
         self.af = Objective(inputs, self.spans, ref_sec)
-        self.song = SongModel(inputs.stems, sr, ~silent, inputs.stereo)
+        self.song = SongModel.of_inputs(inputs, ~silent)
         self.target = reference_target(inputs.reference, sr)
         self.active = torch.from_numpy(~silent)
         self.centre = None
@@ -309,7 +320,7 @@ def evaluate_many(inputs: Inputs, params: list[MixParams], config: RefineConfig 
     """:func:`evaluate` of several parameter sets, analysing the stems and the reference once."""
     cfg = config or RefineConfig()
     sr = inputs.sample_rate
-    score = stem_activity(inputs.stems, inputs.silent, sr)
+    score = inputs_activity(inputs)
     spans = choose_sections(score, sr, cfg.section_seconds, cfg.n_sections, inputs.frames, cfg.region)
     out = []
     with _threads(cfg.threads), torch.no_grad():

@@ -81,17 +81,55 @@ def fine_grid() -> np.ndarray:
 def analyse(rows: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     """Band power envelopes (R, K, B) and long-term fine power spectrum (R, M) of rows (R, T)."""
     x = np.ascontiguousarray(rows, dtype=np.float32)
+    out = [analyse_row(lambda a, n, r=r: _padded(r, a, n), x.shape[-1], sr) for r in x]
+    return np.stack([e for e, _ in out]), np.stack([f for _, f in out])
+
+
+def _padded(x: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``x[start:start + n]`` with zeros past the end."""
+    if start + n <= x.shape[-1]:
+        return x[start:start + n]
+    out = np.zeros(n, x.dtype)
+    out[:max(0, x.shape[-1] - start)] = x[start:]
+    return out
+
+
+#: Envelope frames analysed at a time (bounded memory for songs of any length).
+_CHUNK_FRAMES = 4096
+
+
+def analyse_row(read, total: int, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Band power envelope (K, B) and long-term fine power spectrum (M,) of one signal of ``total``
+    frames read through ``read(start, n)`` (``(n,)``, zeros past the end) a stretch at a time."""
     hop = int(round(FRAME_S * sr))
     n_fft = 1 << int(np.ceil(np.log2(2 * hop)))
-    env = np.einsum("rkf,fb->rkb", _power(_frames(x, n_fft, hop)), _band_matrix(n_fft, sr, ENV_EDGES_HZ),
-                    optimize=True)
-    p = _power(_frames(x, FINE_N_FFT, FINE_N_FFT)).mean(axis=1)  # (R, F)
+    bands = _band_matrix(n_fft, sr, ENV_EDGES_HZ)
+    t = max(total, n_fft)
+    k = 1 + (t - n_fft) // hop
+    env = np.empty((k, bands.shape[1]), np.float32)
+    for k0 in range(0, k, _CHUNK_FRAMES):
+        k1 = min(k, k0 + _CHUNK_FRAMES)
+        x = np.asarray(read(k0 * hop, (k1 - 1 - k0) * hop + n_fft), dtype=np.float32)
+        env[k0:k1] = np.einsum("rkf,fb->rkb", _power(_frames(x[None], n_fft, hop)), bands, optimize=True)[0]
+    t = max(total, FINE_N_FFT)
+    k = 1 + (t - FINE_N_FFT) // FINE_N_FFT
+    step = _CHUNK_FRAMES // 16
+    if k <= step:  # one stretch: the mean as analyse has always taken it (float32)
+        x = np.asarray(read(0, k * FINE_N_FFT), dtype=np.float32)
+        p = _power(_frames(x[None], FINE_N_FFT, FINE_N_FFT)).mean(axis=1)[0]
+    else:
+        acc = np.zeros(FINE_N_FFT // 2 + 1)
+        for k0 in range(0, k, step):
+            m = min(k, k0 + step) - k0
+            x = np.asarray(read(k0 * FINE_N_FFT, m * FINE_N_FFT), dtype=np.float32)
+            acc += _power(_frames(x[None], FINE_N_FFT, FINE_N_FFT))[0].sum(axis=0, dtype=np.float64)
+        p = acc / k
     f = np.arange(FINE_N_FFT // 2 + 1) * sr / FINE_N_FFT
     grid = fine_grid()
     idx = np.clip(np.searchsorted(f, grid), 1, f.size - 1)
     w = (grid - f[idx - 1]) / (f[idx] - f[idx - 1])
-    fine = p[:, idx - 1] * (1 - w) + p[:, idx] * w
-    return env.astype(np.float32), fine.astype(np.float64)
+    fine = p[idx - 1] * (1 - w) + p[idx] * w
+    return env, fine.astype(np.float64)
 
 
 def whiten(p: np.ndarray) -> np.ndarray:
@@ -111,16 +149,31 @@ KINDS = ("same-song", "other")
 
 @dataclass
 class _Analysis:
-    """What detection measured, kept for the fit (stems already trimmed)."""
+    """What detection measured, kept for the fit (stems already trimmed).
+
+    Each analysed stem has one envelope row per channel (a mono stem one, used for both channels):
+    ``row_env[pairs[j, c]]`` is stem ``j``'s channel ``c``, so a mono stem's envelope is stored once
+    and nothing is copied for a long song until it is used.
+    """
 
     live: np.ndarray  # indices of the stems analysed (not silent)
-    env: np.ndarray  # (n, K, B) band power per frame, mono (mean of the channels' power)
+    row_env: list  # (K, B) band power per frame of each analysed channel
+    pairs: np.ndarray  # (n, 2) row of each stem's left and right channel
     fine: np.ndarray  # (n, M) long-term power, mono
-    env_ch: np.ndarray  # (n, 2, K, B) per channel
     fine_ch: np.ndarray  # (n, 2, M)
     ref_env: np.ndarray  # (2, Kr, B)
     ref_fine: np.ndarray  # (2, M)
     lag_frames: int
+
+    def channel_env(self, j: int, c: int) -> np.ndarray:
+        """(K, B) band power of channel ``c`` of analysed stem ``j``, trimmed."""
+        return self.row_env[self.pairs[j, c]]
+
+    def stem_env(self, j: int) -> np.ndarray:
+        """(K, B) band power of analysed stem ``j``, mono (mean of its channels' power), trimmed."""
+        a, b = self.pairs[j]
+        left = self.channel_env(j, 0)
+        return left if a == b else (left + self.channel_env(j, 1)) / 2
 
 
 @dataclass
@@ -168,13 +221,6 @@ class Detection:
                 "stem_scores": {k: round(v, 4) for k, v in self.stem_scores.items()}}
 
 
-def _trimmed_stems(inputs, trim_db=None) -> tuple[np.ndarray, np.ndarray]:
-    live = np.flatnonzero(~np.asarray(inputs.silent, bool))
-    trim = np.asarray(inputs.trim_db if trim_db is None else trim_db, np.float64)[live]
-    x = inputs.stems[live] * (10.0 ** (trim / 20.0)).astype(np.float32)[:, None, None]
-    return live, x
-
-
 def _check(inputs) -> None:
     if inputs.reference is None:
         raise ValueError("same-song detection needs a reference")
@@ -185,48 +231,72 @@ def _check(inputs) -> None:
         raise ValueError(f"stems and reference must be at least {MIN_SECONDS:g} s long")
 
 
+def _stem_rows(inputs) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per stem (not silent), the (envelope, fine spectrum) of each channel (one for a mono stem) with
+    the import trim applied, each read a stretch at a time; cached on the inputs."""
+    trim = np.asarray(inputs.trim_db, np.float64)
+
+    def compute():
+        stereo = np.asarray(inputs.stereo, bool)
+        amp = (10.0 ** (trim / 20.0)).astype(np.float32)
+        out = {}
+        for i in np.flatnonzero(~np.asarray(inputs.silent, bool)):
+            out[int(i)] = [analyse_row(lambda a, n, i=i, c=c: inputs.read_stem(i, a, n)[c] * amp[i],
+                                       inputs.frames, inputs.sample_rate)
+                           for c in ((0, 1) if stereo[i] else (0,))]
+        return out
+
+    return inputs.cached(("same_song_rows", trim.tobytes()), compute)
+
+
 def _analyse_inputs(inputs) -> _Analysis:
-    live, x = _trimmed_stems(inputs)
-    stereo = np.asarray(inputs.stereo, bool)[live]
+    live = np.flatnonzero(~np.asarray(inputs.silent, bool))
+    rows = _stem_rows(inputs)
     # one analysis per channel of a stereo stem, one per mono stem (its channels are the same)
-    pairs, rows = [], []
-    for i in range(len(live)):
-        if stereo[i]:
-            pairs.append((len(rows), len(rows) + 1))
-            rows += [x[i, 0], x[i, 1]]
-        else:
-            pairs.append((len(rows), len(rows)))
-            rows.append(x[i, 0])
-    env, fine = analyse(np.stack(rows), inputs.sample_rate)
+    pairs, env, fine = [], [], []
+    for i in live:
+        chans = rows[int(i)]
+        first = len(env)
+        env += [e for e, _ in chans]
+        fine += [f for _, f in chans]
+        pairs.append((first, first + len(chans) - 1))
+    pairs = np.array(pairs).reshape(-1, 2)
+    fine_ch = np.stack(fine)[pairs]  # (n, 2, M)
     r_env, r_fine = analyse(inputs.reference, inputs.sample_rate)
-    env_ch, fine_ch = env[np.array(pairs)], fine[np.array(pairs)]  # (n, 2, ...)
-    return _Analysis(live, env_ch.mean(axis=1), fine_ch.mean(axis=1), env_ch, fine_ch, r_env, r_fine, 0)
+    return _Analysis(live, env, pairs, fine_ch.mean(axis=1), fine_ch, r_env, r_fine, 0)
 
 
 def _evidence(an: _Analysis) -> tuple[float, float, float, int, np.ndarray]:
     """(score, temporal, pitch, lag in frames, per-stem temporal) of an analysis."""
-    temporal, lag, per = _temporal(an.env, an.ref_env.sum(axis=0))
+    temporal, lag, per = _temporal([an.stem_env(j) for j in range(len(an.live))], an.ref_env.sum(axis=0))
     pitch = _pitch(an.fine, an.ref_fine.sum(axis=0))
     return min(temporal / TEMPORAL_UNIT, pitch / PITCH_UNIT), temporal, pitch, lag, per
 
 
-def _temporal(env: np.ndarray, ref_env: np.ndarray) -> tuple[float, int, np.ndarray]:
+def _temporal(env, ref_env: np.ndarray) -> tuple[float, int, np.ndarray]:
     """Best-lag mean over stems of each stem's band-envelope correlation with the reference.
 
-    env (n, K, B), ref_env (Kr, B) band powers. Returns (evidence, lag in frames, per-stem (n,))."""
-    zs = np.sqrt(env)
+    env: (n, K, B) or a sequence of n (K, B) band powers; ref_env (Kr, B). Returns (evidence, lag in
+    frames, per-stem (n,)). One stem at a time, so memory does not grow with the number of stems."""
     zr = np.sqrt(ref_env)
-    zs = zs - zs.mean(axis=1, keepdims=True)
     zr = zr - zr.mean(axis=0, keepdims=True)
-    k, kr = zs.shape[1], zr.shape[0]
+    k, kr = env[0].shape[0], zr.shape[0]
     size = scipy.fft.next_fast_len(k + kr, real=True)
-    spec = np.conj(scipy.fft.rfft(zs, size, axis=1)) * scipy.fft.rfft(zr, size, axis=0)[None]
-    cross = scipy.fft.irfft(spec, size, axis=1)  # [i, lag, b] = sum_t zs[i, t, b] zr[t + lag, b]
-    norm = np.linalg.norm(zs, axis=1)[:, None, :] * np.linalg.norm(zr, axis=0)[None, None, :]
-    rho = cross / np.maximum(norm, 1e-30)
-    share = env.mean(axis=1)
-    share = share / np.maximum(share.sum(axis=1, keepdims=True), 1e-30)  # (n, B)
-    per = np.einsum("ilb,ib->il", np.maximum(rho, 0.0), share)
+    ref_spec = scipy.fft.rfft(zr, size, axis=0)[None]
+    ref_norm = np.linalg.norm(zr, axis=0)[None, None, :]
+    parts = []
+    for e in env:
+        e = e[None]  # (1, K, B)
+        zs = np.sqrt(e)
+        zs = zs - zs.mean(axis=1, keepdims=True)
+        spec = np.conj(scipy.fft.rfft(zs, size, axis=1)) * ref_spec
+        cross = scipy.fft.irfft(spec, size, axis=1)  # [i, lag, b] = sum_t zs[i, t, b] zr[t + lag, b]
+        rho = cross / np.maximum(np.linalg.norm(zs, axis=1)[:, None, :] * ref_norm, 1e-30)
+        share = e.mean(axis=1)
+        share = share / np.maximum(share.sum(axis=1, keepdims=True), 1e-30)  # (1, B)
+        parts.append(np.einsum("ilb,ib->il", np.maximum(rho, 0.0), share))
+        del zs, spec, cross, rho
+    per = np.concatenate(parts)
     mean = per.mean(axis=0)
     lag = int(np.argmax(mean))
     return float(mean[lag]), (lag if lag < size // 2 else lag - size), per[:, lag]
@@ -367,21 +437,29 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
     centres = np.sqrt(ENV_EDGES_HZ[:-1] * ENV_EDGES_HZ[1:])
     h_env = _eq_power(eq, sr, centres)  # (n, B)
     h_fine = _eq_power(eq, sr, grid)  # (n, M)
-    env_ch = an.env_ch * (trim_gain[:, None, None, None] * h_env[:, None, None, :]).astype(np.float32)
+    scale = (trim_gain[:, None] * h_env).astype(np.float32)  # (n, B)
     fine_ch = an.fine_ch * (trim_gain[:, None, None] * h_fine[:, None, :])
+    n_oct = len(env_idx)
+    # each stem's envelope summed per octave band (a sixth of the envelope's size), one stem at a time
+    k = an.row_env[0].shape[0] if n else 0
+    env_oct = np.empty((n, 2, k, n_oct), np.float32)
+    for j in range(n):
+        for c in range(2):
+            e = an.channel_env(j, c) * scale[j]
+            for o, eb in enumerate(env_idx):
+                env_oct[j, c, :, o] = e[:, eb].sum(-1)
 
     # stem frames matched to reference frames at the detected lag
-    k, kr = env_ch.shape[2], an.ref_env.shape[1]
+    kr = an.ref_env.shape[1]
     lag = an.lag_frames
     t0, t1 = max(0, -lag), min(k, kr - lag)
     matches = [(np.arange(t0, t1), np.arange(t0, t1) + lag, alignment_weight(detection.temporal))]
-    n_oct = len(env_idx)
     gains = np.zeros((n, 2, n_oct))  # a[i, c, o]: reference power per unit of stem power
     for o in range(n_oct):
         eb, fb = env_idx[o], fine_idx[o]
         for c in range(2):
             blocks = []
-            rows = [(w * env_ch[:, c, ts][..., eb].sum(-1).T, w * an.ref_env[c, tr][:, eb].sum(-1))
+            rows = [(w * env_oct[:, c, ts, o].T, w * an.ref_env[c, tr][:, eb].sum(-1))
                     for ts, tr, w in matches if w > 0 and ts.size > 10]
             if rows:
                 weight = float(np.mean([w for *_, w in matches]))
@@ -392,7 +470,7 @@ def fit_same_song(inputs, init: MixParams, detection: Detection | None = None) -
             if blocks:
                 gains[:, c, o] = _band_nnls(blocks)
 
-    power = np.stack([env_ch[:, :, :, g].sum(-1).mean(axis=2) for g in env_idx], axis=-1)  # (n, 2, O)
+    power = env_oct.mean(axis=2)  # (n, 2, O)
     mono_power = power.mean(axis=1)  # (n, O)
     g_band = gains.sum(axis=1) / np.where(stereo, 2.0, 1.0)[:, None]  # fader x EQ power gain per octave
     contrib = g_band * mono_power

@@ -7,6 +7,11 @@ channels and short stems padded with silence. :class:`FrameStore` keeps a ``(C, 
 memory when it is small and in an anonymous temporary file (deleted by the system when closed, even
 if the process is killed) when it is long, so the output stage can pass over it several times with
 flat memory.
+
+Mixing reads the stems many times and out of order (analysis sections, whole-song measurements, the
+render): :class:`StemStore` decodes each stem once, with the same streaming reader, into a
+:class:`FrameStore` at its own channel count, measuring its loudness, peak and DC on the way, and then
+hands out any section.
 """
 
 from __future__ import annotations
@@ -200,6 +205,16 @@ class _StemReader:
             self._eof = last
         self._pending = np.concatenate(parts) if len(parts) > 1 else self._pending
 
+    def next(self, n: int) -> np.ndarray:
+        """The next up to ``n`` frames at the file's own channel count, ``(C, m)`` float32 (m < n only
+        at the end of the stem)."""
+        self._decode(n)
+        take = min(n, self._pending.shape[0], max(0, self.frames - self._done))
+        block = self._pending[:take]
+        self._pending = self._pending[take:]
+        self._done += take
+        return block.T
+
     def read(self, n: int, out: np.ndarray) -> None:
         """The next ``n`` frames into ``out (2, n)``: mono to both channels, zeros after the end."""
         self._decode(n)
@@ -328,4 +343,209 @@ class StemFiles:
         self.close()
 
 
-__all__ = ["FrameStore", "StemFiles", "MEMORY_STORE_BYTES", "AudioError"]
+class DecodedStem:
+    """What decoding one stem file measured: its length before and after resampling, its peak, its
+    integrated loudness (at its own channel count, as :func:`core.meter.integrated_lufs` measures it)
+    and, when it was mostly DC and high-passed, the share of its energy that was DC."""
+
+    def __init__(self, path: str, sample_rate: int, channels: int, frames: int, original_rate: int,
+                 original_frames: int):
+        self.path, self.name = path, Path(path).stem
+        self.sample_rate, self.channels, self.frames = sample_rate, channels, frames
+        self.original_sample_rate, self.original_frames = original_rate, original_frames
+        self.peak = 0.0
+        self.dc_removed = 0.0
+        self.meter = None  # core.meter.LoudnessMeter fed the stem
+
+    def loudness(self, frames: int | None = None) -> float:
+        """Integrated loudness (LUFS) of the stem padded with silence to ``frames``."""
+        pad = 0 if frames is None else frames - self.meter.frames
+        for s in range(0, max(0, pad), 1 << 18):
+            self.meter.add(np.zeros((self.channels, min(1 << 18, pad - s)), np.float32))
+        return self.meter.integrated()
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def original_duration(self) -> float:
+        return self.original_frames / self.original_sample_rate
+
+    @property
+    def silent(self) -> bool:
+        from .audio_io import SILENCE_PEAK
+
+        return self.peak < SILENCE_PEAK
+
+
+def _fill(store: FrameStore, chunks, info: DecodedStem) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``(C, n)`` chunks into ``store`` in order, measuring peak and loudness into ``info``;
+    returns the per-channel sums and sums of squares (float64) for the DC check."""
+    from .meter import LoudnessMeter
+
+    meter = LoudnessMeter(info.sample_rate, info.channels)
+    sums = np.zeros(info.channels)
+    squares = np.zeros(info.channels)
+    pos = 0
+    for x in chunks:
+        n = min(x.shape[1], store.frames - pos)
+        if n <= 0:
+            break
+        x = x[:, :n]
+        store.write(pos, x)
+        meter.add(x)
+        info.peak = max(info.peak, float(np.max(np.abs(x))))
+        for c in range(info.channels):
+            ch = x[c].astype(np.float64)
+            sums[c] += ch.sum()
+            squares[c] += float(np.dot(ch, ch))
+        pos += n
+    if pos < store.frames:  # the resampler's last frames: silence, as the one-shot reader pads
+        for s in range(pos, store.frames, 1 << 18):
+            store.write(s, np.zeros((info.channels, min(1 << 18, store.frames - s)), np.float32))
+    info.meter = meter
+    return sums, squares
+
+
+def _reader_chunks(reader: _StemReader, block: int = 1 << 18):
+    while True:
+        x = reader.next(block)
+        if x.shape[1] == 0:
+            return
+        yield x
+
+
+def _decode_into(reader: _StemReader, store: FrameStore, info: DecodedStem) -> None:
+    """Decode one stem into ``store``; a stem that is mostly DC is re-read whole and high-passed as
+    :func:`core.audio_io.load_audio` does (the exact share needs the whole file, so it is measured
+    on the way)."""
+    from .audio_io import DC_SHARE, load_audio
+
+    sums, squares = _fill(store, _reader_chunks(reader), info)
+    frames = max(store.frames, 1)
+    dc = float(np.sum((sums / frames) ** 2))
+    energy = float(np.sum(squares / frames))
+    if energy > 0 and dc / energy > DC_SHARE:
+        a = load_audio(reader.path, info.sample_rate, remove_mostly_dc=True)
+        if a.dc_removed:
+            info.peak = 0.0
+            _fill(store, [a.data], info)
+            info.dc_removed = a.dc_removed
+
+
+class StemStore:
+    """Stems decoded once at the session rate, each kept at its own channel count (a mono stem stays
+    mono), in memory when they are small and in unnamed temporary files (deleted by the system when
+    closed, even if the process is killed) when they are long. Any section can be read, a mono stem
+    as two equal channels, so analysis and rendering never need a whole song in memory.
+
+    A block source for :func:`core.engine.render_stream` (``n_tracks``, ``frames``, ``stereo``,
+    ``names``, ``read_block``); ``shape`` is ``(N, 2, frames)`` as the stems would be in memory.
+    ``largest_read`` is the longest stretch (frames) read at once, for checks.
+    """
+
+    def __init__(self, stores: list[FrameStore], names: list[str], paths: list[str], sample_rate: int,
+                 stems: list[DecodedStem] | None = None):
+        self.stores, self.names, self.paths = stores, list(names), list(paths)
+        self.sample_rate = int(sample_rate)
+        self.stems = stems or []
+        self.frames = max(s.frames for s in stores)
+        self.n_tracks = len(stores)
+        self.stereo = np.array([s.channels == 2 for s in stores])
+        self.largest_read = 0
+
+    @classmethod
+    def of(cls, arrays: list[np.ndarray], sample_rate: int, names=None) -> StemStore:
+        """A store around in-memory stems ``(C, T)`` float32 (for tests and small material)."""
+        names = list(names) if names is not None else [f"track{i + 1:02d}" for i in range(len(arrays))]
+        return cls([FrameStore.of(np.atleast_2d(a)) for a in arrays], names, list(names), sample_rate)
+
+    @classmethod
+    def decode(cls, paths, sample_rate: int, folder: str | None = None,
+               memory_limit: int | None = None) -> StemStore:
+        """Decode stem files (or folders, see :func:`core.audio_io.expand_paths`) once, the stems in
+        parallel threads. Headers are checked before anything is decoded; errors are one-line
+        :class:`AudioError`. Stems whose float32 samples take up to ``memory_limit`` bytes in all
+        (default :data:`MEMORY_STORE_BYTES`) stay in memory, longer ones go to temporary files in
+        ``folder`` (default: the system's temporary folder)."""
+        sample_rate = check_sample_rate(sample_rate)
+        files = expand_paths(paths)
+        readers: list[_StemReader] = []
+        stores: list[FrameStore] = []
+        try:
+            for p in files:
+                readers.append(_StemReader(p, sample_rate))
+            total = sum(4 * r.channels * r.frames for r in readers)
+            limit = MEMORY_STORE_BYTES if memory_limit is None else memory_limit
+            in_memory = total <= limit
+            infos = [DecodedStem(r.path, sample_rate, r.channels, r.frames, r.rate, int(r.file.frames))
+                     for r in readers]
+            for r in readers:
+                stores.append(FrameStore(r.channels, r.frames, folder,
+                                         memory_limit=(1 << 62) if in_memory else 0))
+            jobs = list(zip(readers, stores, infos, strict=True))
+            threads = min(len(jobs), max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                         else 1))
+            if threads > 1:
+                with ThreadPoolExecutor(threads) as pool:
+                    for f in [pool.submit(_decode_into, *job) for job in jobs]:
+                        f.result()
+            else:
+                for job in jobs:
+                    _decode_into(*job)
+        except BaseException:
+            for s in stores:
+                s.close()
+            raise
+        finally:
+            for r in readers:
+                r.close()
+        return cls(stores, unique_names(Path(p).stem for p in files), files, sample_rate, infos)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.n_tracks, 2, self.frames
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def padded(self) -> list[tuple[str, float]]:
+        """``(name, original seconds)`` of the stems shorter than the longest (by 2 frames or more)."""
+        return [(name, info.original_duration)
+                for name, s, info in zip(self.names, self.stores, self.stems, strict=False)
+                if self.frames - s.frames >= 2]
+
+    def read_stem(self, i: int, start: int, n: int) -> np.ndarray:
+        """Frames ``[start, start + n)`` of stem ``i`` at its own channel count, ``(C, n)`` float32,
+        zeros outside it."""
+        self.largest_read = max(self.largest_read, int(n))
+        return self.stores[i].read(start, n)
+
+    def section(self, start: int, end: int) -> np.ndarray:
+        """Frames ``[start, end)`` of every stem, ``(N, 2, end - start)`` float32."""
+        n = max(0, end - start)
+        out = np.empty((self.n_tracks, 2, n), np.float32)
+        self.read_block(start, n, out)
+        return out
+
+    def read_block(self, start: int, n: int, out: np.ndarray) -> None:
+        """Frames ``[start, start + n)`` of every stem into ``out (N, 2, >= n)`` (in any order)."""
+        for i in range(self.n_tracks):
+            x = self.read_stem(i, start, n)
+            out[i, 0, :n] = x[0]
+            out[i, 1, :n] = x[-1]
+
+    def close(self) -> None:
+        for s in self.stores:
+            s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["FrameStore", "StemFiles", "StemStore", "DecodedStem", "MEMORY_STORE_BYTES", "AudioError"]

@@ -64,3 +64,38 @@ def test_model_predicts_the_same_on_cuda():
         tu_gpu, mu_gpu = model.cuda()(tracks.cuda(), ref.cuda())
     torch.testing.assert_close(tu_gpu.cpu(), tu, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(mu_gpu.cpu(), mu, atol=1e-4, rtol=1e-4)
+
+
+def test_training_losses_run_on_cuda_with_amp():
+    """Both methods' losses (console on CUDA, song model and prior on the CPU) match the CPU's in float32,
+    and run under autocast with finite gradients."""
+    import numpy as np
+
+    from training.methods import Example, collate, paired_example, training_loss
+
+    from synthetic import make_stems
+
+    stems = make_stems(SR, 4.0, 2)
+    names = list(stems)
+    tracks = np.stack([np.broadcast_to(x, (2, x.shape[-1])) for x in stems.values()]).astype(np.float32)
+    tracks *= np.float32(0.05)
+    stereo = np.array([x.shape[0] == 2 for x in stems.values()])
+    paired = [paired_example(tracks, stereo, SR, np.random.default_rng(s), names) for s in (0, 1)]
+    other = [Example(e.tracks, e.stereo, paired[1 - i].reference, song_model=e.song_model,
+                     match_target=e.match_target) for i, e in enumerate(paired)]
+    tiny = {"n_fft": 512, "hop": 256, "n_bands": 16, "cnn_channels": [4, 8], "embed_dim": 16, "n_layers": 1,
+            "n_heads": 2, "ffn_dim": 32, "dropout": 0.0}
+    torch.manual_seed(0)
+    model = MixController(ModelConfig(**tiny))
+    for batch in (collate(paired), collate(other, method=2)):
+        cpu, _ = training_loss(model, batch, None, SR)
+        gpu_model = MixController(ModelConfig(**tiny)).cuda()
+        gpu_model.load_state_dict(model.state_dict())
+        on_cuda = batch.to("cuda")
+        loss, _ = training_loss(gpu_model, on_cuda, None, SR)
+        assert loss.item() == pytest.approx(cpu.item(), rel=0.05)
+        amp = torch.autocast("cuda", torch.bfloat16)
+        with_amp, _ = training_loss(gpu_model, on_cuda, None, SR, autocast=amp)
+        with_amp.backward()
+        assert torch.isfinite(with_amp)
+        assert all(torch.isfinite(p.grad).all() for p in gpu_model.parameters() if p.grad is not None)

@@ -357,7 +357,8 @@ def _config(tmp_path, data, **over) -> dict:
     cfg = {"out_dir": str(tmp_path / "run"), "method": 2, "model": TINY_MODEL,
            "data": {"train": [str(data["synth"])], "references": [str(data["refs"])], "held_out": 1},
            "section_seconds": 1.0, "batch_size": 2, "steps": 3, "log_every": 1, "checkpoint_every": 2,
-           "val_every": 2, "val_examples": 2, "warmup_steps": 1, "threads": 1, "seed": 0}
+           "val_every": 2, "val_examples": 2, "warmup_steps": 1, "threads": 1, "seed": 0,
+           "val_cross": 1, "val_same": 1, "val_seconds": 2.0}
     cfg.update(over)
     return cfg
 
@@ -369,11 +370,19 @@ def test_config_checks_and_overrides(tmp_path, data):
     assert cfg.steps == 7 and cfg.model["embed_dim"] == 32 and cfg.data.held_out == 0
     with pytest.raises(ValueError, match="unknown config"):
         TrainConfig.from_dict({**_config(tmp_path, data), "stpes": 3})
-    with pytest.raises(ValueError, match="references"):
-        TrainConfig.from_dict({**_config(tmp_path, data), "data": {"train": ["x"]}})
+    assert TrainConfig.from_dict({**_config(tmp_path, data), "method": "mixed"}).method == "mixed"
+    with pytest.raises(ValueError, match="method must be"):
+        TrainConfig.from_dict({**_config(tmp_path, data), "method": 3})
+    with pytest.raises(ValueError, match="curriculum"):
+        TrainConfig.from_dict({**_config(tmp_path, data), "curriculum": {"start": 1.5}})
+    with pytest.raises(ValueError, match="loss weight"):
+        TrainConfig.from_dict({**_config(tmp_path, data), "loss": {"tonl": 1.0}})
+    with pytest.raises(ValueError, match="pairing"):
+        TrainConfig.from_dict({**_config(tmp_path, data), "pairing": "human"})
     with pytest.raises(ValueError, match="embed_dim"):
         TrainConfig.from_dict({**_config(tmp_path, data), "model": {"embed_dim": 30, "n_heads": 4}})
-    for name in ("synth_method2.json", "synth_method1.json", "medleydb_method2.json"):
+    for name in ("synth_method2.json", "synth_method1.json", "medleydb_method2.json",
+                 "synth_real_mixed.json"):
         load_config(ROOT / "training" / "configs" / name)  # shipped configs are valid
 
 
@@ -415,7 +424,7 @@ def test_method1_with_accumulation_and_init_from(tmp_path, data):
     cfg = TrainConfig.from_dict(_config(tmp_path, data, method=1, accum_steps=2, steps=2, val_every=0,
                                         init_from=str(first), model={}))
     summary = train(cfg)
-    assert summary["step"] == 2 and "mrstft" in summary["metrics"]
+    assert summary["step"] == 2 and {"m1_mrstft", "m1_params", "m1_tonal"} <= set(summary["metrics"])
     trained, _ = load_checkpoint(Path(cfg.out_dir) / "last.pt")
     assert trained.config.embed_dim == TINY_MODEL["embed_dim"]  # the initial checkpoint's config
 
