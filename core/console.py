@@ -57,6 +57,7 @@ from . import reverb
 from .console_kernels import (  # the compiled CPU passes and hand-written adjoints
     _CascadeResponse,
     _CompressMixCPU,
+    _CompressMixSendCPU,
     _gain_kernel,
     _kernel_threads,
     _LinkedGainCPU,
@@ -541,15 +542,14 @@ def render(tracks: torch.Tensor, track_params: torch.Tensor, master_params: torc
     out_gains = _output_gains(named, stereo, mask, torch.float64).reshape(n_batch * n_tracks, chans)
     group = torch.arange(n_batch).repeat_interleave(n_tracks)
     if reverb_active(track_params, master_params):
-        # each strip twice in one pass: into the stereo sum, and by its send level into the send bus (on
-        # its own copy of the rows: the compressor's adjoint accumulates into a row from one strip only)
+        # the compressed strips summed twice in one pass: into the stereo sum, and by their send levels
+        # into the send bus
         sends = reverb.send_gain(named["send_db"].reshape(-1).to(torch.float64))[:, None]
-        both = _compress_mix(torch.cat([y, y]), torch.cat([chan, chan + y.shape[0]]),
-                             torch.cat([group, group + n_batch]), 2 * n_batch,
-                             {k: torch.cat([v, v]) for k, v in named.items()},
-                             torch.cat([out_gains, out_gains * sends]), sample_rate)  # (2B, 2, T)
-        bus = both[:n_batch] + reverb.render_return(both[n_batch:], _return_params(master_params),
-                                                    sample_rate)
+        thr, ratio, attack_ms, release_ms, knee = (named[k].reshape(-1) for k in _DETECTOR_ARGS)
+        coefs = _coefs(attack_ms, release_ms, sample_rate)
+        bus, send = _CompressMixSendCPU.apply(y, thr, ratio, knee, *coefs, out_gains, out_gains * sends, chan,
+                                              group, n_batch, _rms_coef(sample_rate))  # (B, 2, T) each
+        bus = bus + reverb.render_return(send, _return_params(master_params), sample_rate)
     else:
         bus = _compress_mix(y, chan, group, n_batch, named, out_gains, sample_rate)  # (B, 2, T)
     per_track = None

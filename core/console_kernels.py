@@ -555,6 +555,59 @@ class _CompressMixCPU(torch.autograd.Function):
                 None, None, None, None)
 
 
+class _CompressMixSendCPU(torch.autograd.Function):
+    """:class:`_CompressMixCPU` with a second sum of the same compressed rows: ``(out, send)``, each
+    ``(n_groups, C, T)``, ``send`` with its own gains ``send_gain (R, C)`` (the reverb's send bus: each
+    strip's output times its send level). The compressors run once for both."""
+
+    @staticmethod
+    def forward(ctx, x, threshold_db, ratio, knee_db, attack, release, out_gain, send_gain, chan, group,
+                n_groups, coef):
+        params = (threshold_db, ratio, knee_db, attack, release)
+        xs, chan_np, values = _comp_inputs(x, chan, params)
+        rows, n = chan_np.shape[0], xs.shape[1]
+        env, target, gain = np.empty((rows, n)), np.empty((rows, n)), np.empty((rows, n))
+        ogs = [np.ascontiguousarray(g.detach().to(torch.float64).numpy()) for g in (out_gain, send_gain)]
+        group_np = np.ascontiguousarray(group.numpy())
+        outs = [np.empty((n_groups, chan_np.shape[1], n), xs.dtype) for _ in ogs]
+        with _kernel_threads():
+            _comp_forward_kernel(xs, chan_np, *values, coef, np.zeros(rows), np.ones(rows), env, target, gain)
+            for og, out in zip(ogs, outs, strict=True):
+                _mix_kernel(xs, chan_np, gain, og, group_np, out)
+        ctx.save_for_backward(x, *params, out_gain, send_gain)
+        ctx.arrays = chan_np, group_np, ogs, env, target, gain
+        ctx.coef = coef
+        return torch.from_numpy(outs[0]), torch.from_numpy(outs[1])
+
+    @staticmethod
+    def backward(ctx, grad, grad_send):
+        x, *params, out_gain, send_gain = ctx.saved_tensors
+        chan_np, group_np, ogs, env, target, gain = ctx.arrays
+        xs, _, values = _comp_inputs(x, torch.from_numpy(chan_np), params)
+        rows, n = gain.shape
+        grad_x = np.zeros(xs.shape)  # the mix adjoint adds into it, both sums in turn
+        grad_gain, grad_part = np.zeros((rows, n)), np.empty((rows, n))
+        n_blocks = (n + _MIX_BLOCK - 1) // _MIX_BLOCK
+        grads_og = []
+        with _kernel_threads():
+            for og, g in zip(ogs, (grad, grad_send), strict=True):
+                if g is None:
+                    grads_og.append(None)
+                    continue
+                part = np.empty((n_blocks, rows, chan_np.shape[1]))
+                _mix_grad_kernel(xs, chan_np, gain, og, group_np, g.detach().contiguous().numpy(), grad_x,
+                                 grad_part, part)
+                grad_gain += grad_part
+                grads_og.append(part.sum(axis=0))
+            grads = np.empty((rows, 7))
+            _comp_backward_kernel(xs, chan_np, *values, ctx.coef, np.ones(rows), env, target, gain,
+                                  grad_gain, grad_x, grads)
+        out_grads = [None if g is None else torch.from_numpy(g).to(t.dtype)
+                     for g, t in zip(grads_og, (out_gain, send_gain), strict=True)]
+        return (torch.from_numpy(grad_x).to(x.dtype), *_param_grads(grads[:, :5], params), *out_grads,
+                None, None, None, None)
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def _gain_kernel(x, threshold_db, ratio, attack, release, knee_db, coef, env, gain, out):  # pragma: no cover
     """Detector, static curve and ballistics of :func:`_detector_gain`, without gradients.
