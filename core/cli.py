@@ -123,6 +123,10 @@ def build_parser(default_steps: int | None = None) -> argparse.ArgumentParser:
     p.add_argument("--reference-kind", choices=["auto", "same-song", "other"], default="auto",
                    help="is the reference a mix of these stems (a rough mix, another section of the same "
                         "song)? auto detects it (default); same-song fits the balance from its content")
+    p.add_argument("--reverb", action="store_true",
+                   help="let prediction and refinement set the reverb sends and the FX return (default: "
+                        "they stay as they are, sends off; set them with --set send_db=... or in a params "
+                        "file)")
 
     p = sub.add_parser("render", help="render stems with a saved parameter set",
                        description="Re-render STEMs with the console parameters in P.json (tracks are "
@@ -410,7 +414,7 @@ def _mix(args, inputs, fmt: str, guard: dict, t0: float) -> int:
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
     cfg = SuggestConfig(steps=args.steps, seed=args.seed, region=region, prior=args.prior,
-                        reference_kind=args.reference_kind, threads=args.threads)
+                        reference_kind=args.reference_kind, threads=args.threads, reverb=args.reverb)
     bar, callback = _progress(args.steps + 1, "refine")
     result = suggest(inputs, model, cfg, current=current, init=init, lock_tracks=lock_t, lock_master=lock_m,
                      progress=lambda done, total, msg: done > 0 and callback(done, total, 0.0))

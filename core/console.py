@@ -44,7 +44,9 @@ Shapes: ``B`` batch, ``N`` tracks, ``C`` channels (2: L, R), ``T`` samples, ``F`
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 import torch
@@ -482,11 +484,29 @@ def _compress_mix(x, chan, group, n_groups, named, out_gain, sample_rate):
                                  chan, group, n_groups, _rms_coef(sample_rate))
 
 
+_REVERB_FIXED = threading.local()
+
+
+@contextlib.contextmanager
+def reverb_fixed():
+    """Within this block, the reverb's controls are constants: no gradient is asked of them, so with
+    every send off the reverb is skipped even while other controls are differentiated (refinement with
+    the sends and the return locked)."""
+    before = getattr(_REVERB_FIXED, "on", False)
+    _REVERB_FIXED.on = True
+    try:
+        yield
+    finally:
+        _REVERB_FIXED.on = before
+
+
 def reverb_active(track_params: torch.Tensor, master_params: torch.Tensor) -> bool:
     """Whether the FX return can change the mix or its gradient: a send is open, or a gradient is
-    asked of a send or the return's controls (so that refinement can open a send that starts off)."""
+    asked of a send or the return's controls (so that refinement can open a send that starts off;
+    not inside :func:`reverb_fixed`)."""
     send = track_params[..., _SEND]
-    if torch.is_grad_enabled() and (track_params.requires_grad or master_params.requires_grad):
+    if (torch.is_grad_enabled() and not getattr(_REVERB_FIXED, "on", False)
+            and (track_params.requires_grad or master_params.requires_grad)):
         return True
     return bool((send > reverb.SEND_OFF_DB).any())
 

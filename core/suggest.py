@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .paramfile import MixParams
-from .params import MASTER, TRACK
+from .params import MASTER, RETURN, TRACK
 from .prepare import Inputs
 
 #: progress(done, total, message) -> True to cancel
@@ -33,6 +33,9 @@ class SuggestConfig:
     prior: float = 1.0  # strength of the plausibility prior (0: off)
     reference_kind: str = "auto"  # "auto", "same-song" or "other"
     threads: int | None = 1  # compute threads of refinement (core.refine.RefineConfig.threads)
+    # let prediction and refinement set the reverb sends and the FX return; off: they stay as in
+    # ``current`` (sends off by default). Off by default until the app's strips show the sends.
+    reverb: bool = False
 
 
 @dataclass
@@ -111,6 +114,10 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
     n = len(inputs.names)
     lock_t = np.zeros((n, len(TRACK)), bool) if lock_tracks is None else np.asarray(lock_tracks, bool)
     lock_m = np.zeros(len(MASTER), bool) if lock_master is None else np.asarray(lock_master, bool)
+    if not cfg.reverb:  # the reverb's controls stay as they are (kept like the user's locks)
+        lock_t, lock_m = lock_t.copy(), lock_m.copy()
+        lock_t[:, TRACK.index("send_db")] = True
+        lock_m[[MASTER.index(k) for k in RETURN.keys]] = True
     base = current if current is not None else inputs.default_params()
     total = cfg.steps + 1
 

@@ -86,3 +86,24 @@ def test_loop_predict_stays_near_whole_song_predict():
     loop = suggest(inputs, model, SuggestConfig(region=(4.7, 7.9), **cfg)).params.tracks[:, GAIN]
     assert np.abs(loop - whole).max() <= 6.0
     assert loop.min() > -24.0  # no stem pulled out of the mix by a short loop
+
+
+def test_reverb_controls_stay_put_unless_asked_and_the_reverb_is_not_run(other_song, monkeypatch):
+    """By default Predict leaves the sends and the FX return as they are (the app shows no sends yet),
+    and refinement with them locked off never renders the reverb; with reverb=True they are free."""
+    import core.reverb as reverb
+
+    calls = []
+    real = reverb.render_return
+    monkeypatch.setattr(reverb, "render_return", lambda *a, **k: calls.append(1) or real(*a, **k))
+    send = TRACK.index("send_db")
+    ret = [MASTER.index(k) for k in ("reverb_rt60_s", "reverb_return_db")]
+    current = other_song.default_params()
+    current.master[ret[0]] = 2.5  # a user's return setting is kept as it is
+    r = suggest(other_song, None, SuggestConfig(steps=3, reference_kind="other"), current=current)
+    np.testing.assert_array_equal(r.params.tracks[:, send], current.tracks[:, send])
+    np.testing.assert_array_equal(r.params.master[ret], current.master[ret])
+    assert calls == []  # every send off and locked: no reverb rendered, no gradient asked of it
+
+    r = suggest(other_song, None, SuggestConfig(steps=3, reference_kind="other", reverb=True), current=current)
+    assert calls, "with reverb=True refinement renders the reverb (a send must be able to open)"
