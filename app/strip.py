@@ -1,7 +1,8 @@
 """Channel strips and the master strip, generated from the schema.
 
 Every parameter of the strip's schema gets a control, placed by its schema group: ``trim`` and ``pan``
-knobs, ``eq`` in the EQ section, ``dynamics`` in the compressor section, ``level`` as the fader. Labels,
+knobs beside the fader, the reverb send (``reverb`` on a track) as a small knob beside mute and solo,
+``eq`` in the EQ section, ``dynamics`` in the compressor section, ``level`` as the fader. Labels,
 ranges, units and formats all come from the schema. Strips read the model and are refreshed by the
 console view when the model signals a change.
 """
@@ -101,8 +102,8 @@ class StripBase(QFrame):
         self.locks.append(btn)
         return btn
 
-    def _knob(self, key: str, label: str | None = None) -> ParamControl:
-        ctl = ParamControl(self.model, self.track, self.schema[key], label=label)
+    def _knob(self, key: str, label: str | None = None, kind: str = "knob") -> ParamControl:
+        ctl = ParamControl(self.model, self.track, self.schema[key], kind=kind, label=label)
         self.controls[key] = ctl
         return ctl
 
@@ -171,7 +172,7 @@ class StripBase(QFrame):
 
 
 class ChannelStrip(StripBase):
-    """One track: name, mute/solo, trim and pan, EQ, compressor, fader with meter."""
+    """One track: name, mute/solo, trim, pan and reverb send, EQ, compressor, fader with meter."""
 
     def __init__(self, model, track: int, parent=None):
         super().__init__(model, track, TRACK, parent)
@@ -215,9 +216,10 @@ class ChannelStrip(StripBase):
         self.mute.clicked.connect(lambda on: self.model.set_flag(self.track, "mute", on))
         self.solo.clicked.connect(lambda on: self.model.set_flag(self.track, "solo", on))
         for b in (self.mute, self.solo):
-            b.setFixedHeight(18)
+            b.setFixedSize(20, 18)
             row.addWidget(b)
-        row.addStretch(1)
+        for key in self.keys_of("reverb"):  # the send, in this row: a 720-pixel window has no row to spare
+            row.addWidget(self._knob(key, "Send", kind="inline"), 4)
         self.pan_lock = self._lock("pan")
         row.addWidget(self.pan_lock)
         row.addWidget(self._lock("level"))
@@ -267,11 +269,13 @@ class ChannelStrip(StripBase):
         self._show_name()
 
     def set_compact(self, on: bool) -> None:
-        """Compact: only name, mute/solo, pan and the fader, for sessions with many tracks."""
+        """Compact: only name, mute/solo, pan and the fader, for sessions with many tracks (trim and the
+        send hidden)."""
         self.compact = on
         self.eq_sec.setVisible(not on)
         self.comp_sec.setVisible(not on)
-        self.controls["trim_db"].setVisible(not on)
+        for key in ("trim_db", *self.keys_of("reverb")):
+            self.controls[key].setVisible(not on)
         # normal: trim and pan stacked beside the fader; compact (narrow): pan above the fader
         # (and the pan lock beside mute/solo in normal mode, above the pan knob in compact mode)
         if on and self.fader_lay.indexOf(self.trim_pan) >= 0:

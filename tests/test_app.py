@@ -130,17 +130,26 @@ def test_window_builds_with_demo_session_and_strips_follow_the_schema(qtbot, win
     session = window.model.session
     assert len(window.console.strips) == 8 == len(session.stems)
     assert window.windowTitle().startswith("demo.stylemix")
-    # one control per schema parameter, no more; the reverb's (the send and the FX return) are not on
-    # the strips yet
-    on_strips = {k for k in TRACK.keys if TRACK[k].group != "reverb"}
+    # one control per schema parameter, no more (the reverb send included); the FX return is not on the
+    # master yet
     for strip in window.console.strips:
-        assert set(strip.controls) == on_strips
+        assert set(strip.controls) == set(TRACK.keys)
         for key, ctl in strip.controls.items():
             assert ctl.param is TRACK[key]
     assert set(window.console.master.controls) == {k for k in MASTER.keys if MASTER[k].group != "reverb"}
     trim = window.console.strips[0].controls["trim_db"]
     assert trim.value == pytest.approx(session.params.tracks[0, TRACK.index("trim_db")])
     assert trim.edit.text() == TRACK["trim_db"].format(trim.value)
+    # the send reads "off" at its floor (gain exactly zero) and its level in dB above it; "off" types too
+    send = window.console.strips[0].controls["send_db"]
+    assert send.isVisibleTo(window.console.strips[0])
+    window.model.edit(0, "send_db", TRACK["send_db"].min)
+    assert send.edit.text() == "off"
+    window.model.edit(0, "send_db", -12.0)
+    assert send.edit.text() == "-12.0 dB"
+    send.edit.setText("off")
+    send.edit.returnPressed.emit()
+    assert window.model.value(0, "send_db") == TRACK["send_db"].min and send.edit.text() == "off"
     assert window.engine.loaded and window.engine.player.n_tracks == 8
     qtbot.waitUntil(lambda: window.analysis_panel.result is not None, timeout=60000)
     result = window.analysis_panel.result

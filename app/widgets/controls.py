@@ -18,9 +18,9 @@ import time
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QLabel, QLineEdit, QMenu, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QMenu, QSizePolicy, QVBoxLayout, QWidget
 
-from core.params import Param
+from core.params import SEND, Param
 
 from .. import theme
 
@@ -37,7 +37,9 @@ _NEG_ZERO = re.compile(r"^-(?=0*(?:\.0*)?(?:\D|$))")
 def display(param: Param, value: float) -> str:
     """How a value reads on a control, the way engineers read it: pan as "L 53", "C", "R 20";
     frequencies from 1 kHz up in kHz ("1.41 kHz"); a ratio as "4.0:1"; never "-0.00". Otherwise the
-    schema's format."""
+    schema's format. A send at its floor reads "off" (its gain is exactly zero there)."""
+    if param.key == SEND.key and value <= param.min:
+        return "off"
     if param.key == "pan":
         pct = round(abs(value) * 100)
         return "C" if pct == 0 else f"{'L' if value < 0 else 'R'} {pct}"
@@ -56,6 +58,8 @@ def parse_value(text: str, param: Param) -> float | None:
     Accepts an optional unit and a ``k`` multiplier: ``-6``, ``-6 dB``, ``2k``, ``2.2 kHz``, ``4:1``.
     """
     text = text.strip().replace(",", ".")
+    if param.key == SEND.key and text.lower() == "off":
+        return param.min
     if param.key == "pan":  # "L 53", "R20", "C" as well as numbers
         side = text[:1].upper()
         if side == "C" and not text[1:].strip():
@@ -322,7 +326,8 @@ class ValueEdit(QLineEdit):
 
 
 class ParamControl(QWidget):
-    """Label, dial (knob or fader) and value field for one parameter of one strip."""
+    """Label, dial and value field for one parameter of one strip. ``kind``: "knob" (stacked), "fader",
+    or "inline" (label, small knob and value in one row)."""
 
     def __init__(self, model, track: int, param: Param, kind: str = "knob", label: str | None = None,
                  parent=None):
@@ -341,14 +346,25 @@ class ParamControl(QWidget):
         self.refresh()
 
     def _layout(self, kind: str) -> None:
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(0)
-        lay.addWidget(self.label)
-        lay.addWidget(self.dial, 1 if kind == "fader" else 0, Qt.AlignHCenter)
-        lay.addWidget(self.edit)
-        self.dial.setMinimumSize(self.dial.minimumSizeHint() if kind == "fader" else self.dial.sizeHint())
-        self.edit.setFixedHeight(14)
+        if kind == "inline":  # one row: label, a small knob, value (where a strip has no height to spare)
+            lay = QHBoxLayout(self)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.setSpacing(1)
+            self.label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            lay.addWidget(self.label)
+            lay.addWidget(self.dial)
+            lay.addWidget(self.edit, 1)
+            self.dial.setFixedSize(18, 18)
+            self.edit.setFixedHeight(14)
+        else:
+            lay = QVBoxLayout(self)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.setSpacing(0)
+            lay.addWidget(self.label)
+            lay.addWidget(self.dial, 1 if kind == "fader" else 0, Qt.AlignHCenter)
+            lay.addWidget(self.edit)
+            self.dial.setMinimumSize(self.dial.minimumSizeHint() if kind == "fader" else self.dial.sizeHint())
+            self.edit.setFixedHeight(14)
         p = self.param
         self.setToolTip(f"{p.label} ({display(p, p.min)} .. {display(p, p.max)}). Drag or wheel "
                         "(Shift: fine), double-click: default, right-click: predicted / lock")
