@@ -105,5 +105,6 @@ def test_reverb_controls_stay_put_unless_asked_and_the_reverb_is_not_run(other_s
     np.testing.assert_array_equal(r.params.master[ret], current.master[ret])
     assert calls == []  # every send off and locked: no reverb rendered, no gradient asked of it
 
-    r = suggest(other_song, None, SuggestConfig(steps=3, reference_kind="other", reverb=True), current=current)
+    cfg = SuggestConfig(steps=3, reference_kind="other", reverb=True)
+    r = suggest(other_song, None, cfg, current=current)
     assert calls, "with reverb=True refinement renders the reverb (a send must be able to open)"
