@@ -33,6 +33,7 @@ from .widgets.eq import EqSection
 from .widgets.meters import FLOOR_DB, GainReductionMeter, LevelMeter
 
 STRIP_WIDTH, COMPACT_WIDTH = 176, 86
+RETURN_WIDTH = 64  # the FX return's column in the master strip
 
 
 def _vbox(widget: QWidget | None = None, margins=(0, 0, 0, 0), spacing: int = 2) -> QVBoxLayout:
@@ -293,14 +294,16 @@ class ChannelStrip(StripBase):
 
 
 class MasterStrip(StripBase):
-    """The master bus: EQ, compressor, fader, and loudness readouts (M, S, I, true peak)."""
+    """The master bus: EQ, compressor, fader, and loudness readouts (M, S, I, true peak); beside them the
+    FX return (the shared reverb every send feeds, returned into the master bus), its controls in a
+    column."""
 
     def __init__(self, model, parent=None):
         super().__init__(model, MASTER_TRACK, MASTER, parent)
         self.setObjectName("master")
         title = QLabel("MASTER", objectName="stripName")
         title.setAlignment(Qt.AlignCenter)
-        lay = self.layout_
+        lay = _vbox(None, spacing=3)
         lay.addWidget(title)
         lay.addWidget(self.eq_section())
         lay.addWidget(self.comp_section())
@@ -310,8 +313,24 @@ class MasterStrip(StripBase):
         head.addWidget(self._lock("level", f"master {schema_group('level').name}"))
         lay.addLayout(head)
         lay.addLayout(self.fader_row(self._loudness()), 1)  # loudness readouts beside the fader
-        self.setFixedWidth(STRIP_WIDTH + 10)
+        row = QHBoxLayout()
+        row.setSpacing(4)
+        row.addLayout(lay, 1)
+        self.fx_return = self._return_section()
+        row.addWidget(self.fx_return)
+        self.layout_.addLayout(row, 1)
+        self.setFixedWidth(STRIP_WIDTH + 10 + RETURN_WIDTH + 4)
         self.refresh()
+
+    def _return_section(self) -> Section:
+        """The FX return: the reverb's controls (schema group ``reverb``) stacked, with the group's lock."""
+        sec = Section(schema_group("reverb").title, self._lock("reverb", "the FX return (reverb)"))
+        sec.setFixedWidth(RETURN_WIDTH)
+        sec.setToolTip("FX return: the shared reverb that every track's send feeds, into the master bus")
+        for key in self.keys_of("reverb"):
+            sec.body.addWidget(self._knob(key))
+        sec.body.addStretch(1)
+        return sec
 
     def _loudness(self) -> QFrame:
         box = Section("LOUDNESS", None)

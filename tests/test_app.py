@@ -130,13 +130,24 @@ def test_window_builds_with_demo_session_and_strips_follow_the_schema(qtbot, win
     session = window.model.session
     assert len(window.console.strips) == 8 == len(session.stems)
     assert window.windowTitle().startswith("demo.stylemix")
-    # one control per schema parameter, no more (the reverb send included); the FX return is not on the
-    # master yet
+    # one control per schema parameter, no more: the reverb send on every strip, the FX return on the master
     for strip in window.console.strips:
         assert set(strip.controls) == set(TRACK.keys)
         for key, ctl in strip.controls.items():
             assert ctl.param is TRACK[key]
-    assert set(window.console.master.controls) == {k for k in MASTER.keys if MASTER[k].group != "reverb"}
+    master = window.console.master
+    assert set(master.controls) == set(MASTER.keys)
+    for key, ctl in master.controls.items():
+        assert ctl.param is MASTER[key]
+    # the FX return: its controls in its own section, under one lock for the group
+    ret = [k for k in MASTER.keys if MASTER[k].group == "reverb"]
+    assert all(master.fx_return.isAncestorOf(master.controls[k]) for k in ret)
+    (lock,) = [b for b in master.locks if set(b.keys) == set(ret)]
+    lock.click()
+    assert all(window.model.is_locked(-1, k) for k in ret)
+    assert not window.model.is_locked(-1, "gain_db")
+    lock.click()
+    assert not any(window.model.is_locked(-1, k) for k in ret)
     trim = window.console.strips[0].controls["trim_db"]
     assert trim.value == pytest.approx(session.params.tracks[0, TRACK.index("trim_db")])
     assert trim.edit.text() == TRACK["trim_db"].format(trim.value)
