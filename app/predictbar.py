@@ -23,7 +23,7 @@ class StrengthSlider(QWidget):
         lay.addWidget(QLabel(STRENGTH_LABELS[group], objectName="ctlLabel"))
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setRange(0, 100)
-        self.slider.setMinimumWidth(30)  # shrinks on a narrow window instead of pushing it wider
+        self.slider.setMinimumWidth(22)  # shrinks on a narrow window instead of pushing it wider
         self.slider.setMaximumWidth(70)
         self.slider.setToolTip(f"{STRENGTH_LABELS[group]}: neutral (0 %) to predicted (100 %). "
                                "Double-click the value to type it")
@@ -60,12 +60,11 @@ class PredictBar(QWidget):
         self.model, self.predictor = model, predictor
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 2, 4, 2)
-        lay.setSpacing(6)
+        lay.setSpacing(4)
         self._predict_controls(lay)
-        lay.addSpacing(12)
+        lay.addSpacing(8)
         lay.addWidget(QLabel("Strength:", objectName="ctlLabel"))
-        # the reverb's strength slider comes with its controls on the strips (not built yet)
-        self.strength = {g: StrengthSlider(model, g) for g in STRENGTH_GROUPS if g != "reverb"}
+        self.strength = {g: StrengthSlider(model, g) for g in STRENGTH_GROUPS}
         for w in self.strength.values():
             lay.addWidget(w)
         lay.addStretch(1)
@@ -84,7 +83,7 @@ class PredictBar(QWidget):
         self.steps.setToolTip("Refinement steps after the model (0: model only)")
         self.steps.valueChanged.connect(lambda v: setattr(self.predictor, "steps", v))
         self.progress = QProgressBar(minimum=0, maximum=100, value=0, textVisible=True)
-        self.progress.setMinimumWidth(90)
+        self.progress.setMinimumWidth(72)
         self.progress.setMaximumWidth(260)
         self.progress.setFormat("")
         self.cancel_btn = QPushButton("Cancel", enabled=False)

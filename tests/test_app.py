@@ -25,7 +25,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from app.mainwindow import MainWindow  # noqa: E402
-from core.params import MASTER, TRACK  # noqa: E402
+from core.params import MASTER, STRENGTH_GROUPS, TRACK  # noqa: E402
 from core.report import CENTRES_HZ  # noqa: E402
 from core.session import load_session  # noqa: E402
 
@@ -377,6 +377,12 @@ def test_predict_fills_console_in_one_step_keeps_locks_and_blends_strength(qtbot
     window.predict_bar.strength["eq"].slider.setValue(50)
     mid = m.session.params.tracks[1, TRACK.index("eq_band1_gain_db")]
     assert mid == pytest.approx(0.5 * p.tracks[1, TRACK.index("eq_band1_gain_db")], abs=1e-9)
+    # a slider for every strength group, the reverb's (the sends) too
+    assert set(window.predict_bar.strength) == set(STRENGTH_GROUPS) and "reverb" in STRENGTH_GROUPS
+    window.predict_bar.strength["reverb"].slider.setValue(0)
+    assert m.session.strength["reverb"] == 0.0
+    send = TRACK.index("send_db")
+    np.testing.assert_allclose(m.session.params.tracks[:, send], neutral.tracks[:, send])
     # reset a control to its prediction from its marker
     m.edit(3, "comp_threshold_db", -1.0)
     m.reset_predicted(3, "comp_threshold_db")
