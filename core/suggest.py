@@ -34,7 +34,7 @@ class SuggestConfig:
     reference_kind: str = "auto"  # "auto", "same-song" or "other"
     threads: int | None = 1  # compute threads of refinement (core.refine.RefineConfig.threads)
     # let prediction and refinement set the reverb sends and the FX return; off: they stay as in
-    # ``current`` (sends off by default). Off by default until the app's strips show the sends.
+    # ``current`` (sends off by default). Off by default until the song model knows the reverb.
     reverb: bool = False
 
 

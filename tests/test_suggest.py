@@ -89,8 +89,9 @@ def test_loop_predict_stays_near_whole_song_predict():
 
 
 def test_reverb_controls_stay_put_unless_asked_and_the_reverb_is_not_run(other_song, monkeypatch):
-    """By default Predict leaves the sends and the FX return as they are (the app shows no sends yet),
-    and refinement with them locked off never renders the reverb; with reverb=True they are free."""
+    """By default Predict leaves the sends and the FX return as they are (the song model does not know
+    the reverb yet), and refinement with them locked off never renders the reverb; with reverb=True they
+    are free."""
     import core.reverb as reverb
 
     calls = []
