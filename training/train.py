@@ -477,11 +477,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     start_step = int(state["step"]) if state else 0
     pieces = int(state.get("epoch", 0)) + 1 if state else 0  # how many times this run was resumed
     per_step = cfg.batch_size * cfg.accum_steps
+    last_step = min(cfg.steps, start_step + cfg.stop_after) if cfg.stop_after else cfg.steps
     curriculum = Curriculum(**cfg.curriculum)
     dataset = ExampleSet(_streams(cfg, songs, refs, sample_rate, d.rank, cfg.seed), per_step, cfg.steps,
                          cfg.seed, d.rank, cfg.method, curriculum)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=StepBatches(start_step * per_step, cfg.batch_size, cfg.steps * per_step),
+        # a piece of stop_after steps draws no batch beyond its end: a worker is then idle (not mid-batch,
+        # with its threads running) when the loader shuts it down
+        dataset, batch_sampler=StepBatches(start_step * per_step, cfg.batch_size, last_step * per_step),
         collate_fn=collate, num_workers=cfg.num_workers, pin_memory=d.device.type == "cuda",
         # workers are spawned, not forked: the parent has already run threaded kernels (OpenMP)
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
@@ -648,6 +651,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 break
     except KeyboardInterrupt:
         stop_reason = "interrupted"
+    del batches  # the data workers shut down here, before validation and the checkpoint
     wall = wall_before + time.perf_counter() - t_run
     if (d.main and (val_batches or quality) and cfg.val_at_end and step > start_step
             and step % cfg.val_every != 0):
