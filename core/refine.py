@@ -26,7 +26,7 @@ from . import console
 from .features import activity_frames, af_features, af_loss, loudness_normalize
 from .objective import SongModel, Weights, crest_db_torch, match_terms, prior, reference_target
 from .paramfile import MixParams
-from .params import MASTER, RETURN, TRACK
+from .params import MASTER, TRACK
 from .prepare import REFERENCE_LUFS, Inputs
 
 FRAME_S = 0.25  # resolution of section choice
@@ -265,8 +265,8 @@ def _refine(inputs, init, cfg, lock_tracks, lock_master, callback, centre) -> Re
     init_m = torch.tensor(init.master)
 
     # the reverb's controls all locked: render it only where a send is open, and ask no gradient of it
-    reverb_locked = bool(fixed_t[:, TRACK.index("send_db")].all()
-                         and fixed_m[[MASTER.index(k) for k in RETURN.keys]].all())
+    reverb_locked = bool(fixed_t[:, TRACK.group_mask("reverb")].all()
+                         and fixed_m[MASTER.group_mask("reverb")].all())
     with console.reverb_fixed() if reverb_locked else contextlib.nullcontext():
         return _refine_loop(inputs, init, cfg, callback, objective, t0, free_t, free_m, init_t, init_m,
                             ut, um)

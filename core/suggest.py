@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .paramfile import MixParams
-from .params import MASTER, RETURN, TRACK
+from .params import MASTER, TRACK
 from .prepare import Inputs
 
 #: progress(done, total, message) -> True to cancel
@@ -116,8 +116,8 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
     lock_m = np.zeros(len(MASTER), bool) if lock_master is None else np.asarray(lock_master, bool)
     if not cfg.reverb:  # the reverb's controls stay as they are (kept like the user's locks)
         lock_t, lock_m = lock_t.copy(), lock_m.copy()
-        lock_t[:, TRACK.index("send_db")] = True
-        lock_m[[MASTER.index(k) for k in RETURN.keys]] = True
+        lock_t[:, TRACK.group_mask("reverb")] = True
+        lock_m[MASTER.group_mask("reverb")] = True
     base = current if current is not None else inputs.default_params()
     total = cfg.steps + 1
 
