@@ -60,7 +60,7 @@ N_BANDS = len(EQ_BAND_KEYS)
 GAIN_RAMP = 64
 
 #: Block length used by :func:`render_stream` (frames).
-EXPORT_BLOCK = 8192
+EXPORT_BLOCK = 32768
 
 
 # Columns of the schema's EQ and compressor controls (core.params.EQ_KEYS, COMP_KEYS).
@@ -740,25 +740,57 @@ def render_stream(stems, stereo, track_params, master_params, sample_rate: int, 
         con = StreamingConsole(stems, stereo, sample_rate, track_params, master_params, mute=mute, solo=solo,
                                threads=threads)
         total = con.n_frames
+    # Two stages: this thread reads the stems and renders the strips of block k (on the console's
+    # threads) while a mixer thread sums block k - 1 through the bus, the FX return and the master and
+    # hands it on. The stages touch disjoint state (strips vs bus), each in block order, so the result
+    # is the same as rendering one block after the other.
+    mixer = ThreadPoolExecutor(1, thread_name_prefix="stylemix-mix") if threads > 1 else None
+    pending = None
     try:
         out = np.empty((2, total), np.float32) if sink is None else None
-        tmp = np.empty((2, block), np.float32) if sink is not None else None
-        cache = np.empty((con.n_tracks, 2, block), np.float32)
-        for start in range(0, total, block):
-            n = min(block, total - start)
-            if source is not None:
-                source.read_block(start, n, buf)
-                con.position = 0  # the console reads frames 0..n of the block buffer
-            dest = out[:, start:start + n] if out is not None else tmp[:, :n]
-            con.process(n, out=dest, cache=cache, clock=start)
-            if source is not None:
-                con.position = start + n
+        tmps = [np.empty((2, block), np.float32) for _ in range(2)] if sink is not None else None
+        caches = [np.empty((con.n_tracks, 2, block), np.float32) for _ in range(2 if mixer else 1)]
+        snap = con.snapshot
+        ahead = source is not None and getattr(source, "reads_ahead", False)
+        block_idx = frame_indices(0, block, block) if source is not None else None
+
+        def finish(cache, start, n, dest):
+            con.mix(cache, n, dest, snapshot=snap, from_gains=con._applied_gain, clock=start)
+            con._applied_gain = con._gains(snap)
             if on_block is not None:
                 on_block(con, cache, start, n)
             if sink is not None:
                 sink(start, dest)
             if progress is not None:
                 progress(start + n, total)
+
+        for k, start in enumerate(range(0, total, block)):
+            n = min(block, total - start)
+            if source is not None:
+                if ahead:  # the next block decodes while this one renders
+                    source.read_block(start, n, buf, ahead=min(block, total - start - n))
+                else:
+                    source.read_block(start, n, buf)
+                idx = block_idx[:n]  # the console reads frames 0..n of the block buffer
+            else:
+                idx = frame_indices(start, n, total)
+            cache = caches[k % len(caches)]
+            con.render_strips(idx, cache, snapshot=snap)
+            dest = out[:, start:start + n] if out is not None else tmps[k % 2][:, :n]
+            if mixer is None:
+                finish(cache, start, n, dest)
+                continue
+            if pending is not None:
+                pending.result()  # block k - 1 is mixed: its cache and buffer are free again
+            pending = mixer.submit(finish, cache, start, n, dest)
+        if pending is not None:
+            pending, job = None, pending
+            job.result()
+        con.position = total
         return out
     finally:
+        if pending is not None:  # stopped by an error here: the mixer finishes before the console closes
+            pending.exception()
+        if mixer is not None:
+            mixer.shutdown(wait=True)
         con.close()

@@ -37,7 +37,7 @@ from .paramfile import read_json
 from .params import MASTER, TRACK
 
 #: Frames per block while rendering processed stems.
-_STEM_BLOCK = 8192
+_STEM_BLOCK = 32768
 #: Hidden file in a stems folder listing the stem files stylemix wrote there (only those are overwritten).
 STEMS_MANIFEST = ".stylemix-stems.json"
 
@@ -243,8 +243,7 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
 def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, master_params, sr, out_path, ext,
                       bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute, solo, threads,
                       measure, temp_folder) -> ExportResult:
-    from .render import output_stage_store
-    from .stream_io import FrameStore
+    from .render import MeasuredStore, output_stage_store
 
     n_tracks = len(names)
     total = int(arr.shape[2]) if isinstance(arr, np.ndarray) else int(arr.frames)
@@ -257,7 +256,7 @@ def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, maste
     work = 3 * total
     report = progress if progress is not None else (lambda done, all_: None)
     writers = [AudioWriter(path, 2, sr, ext, bits, group=files) for path in (planned if stems_dir else [])]
-    mix = FrameStore(2, total, temp_folder)
+    mix = MeasuredStore(2, total, sr, temp_folder)  # measured for the output stage as it is rendered
     try:
         on_block = None
         if writers:

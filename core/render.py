@@ -94,31 +94,82 @@ def _chunks(frames: int, size: int = CHUNK):
         yield s, min(frames, s + size)
 
 
+def _measure_chunk(src: FrameStore, s: int, e: int, sample_rate: int, loudness: LoudnessMeter | None,
+                   env: FrameStore) -> float:
+    """The true-peak envelope of ``src`` over ``[s, e)`` into ``env`` (half on a worker thread), feeding
+    ``loudness`` those frames; returns the envelope's maximum. Needs ``src`` written up to
+    ``e + TP_MARGIN`` (or its end)."""
+    x = src.read(s - TP_MARGIN, e - s + 2 * TP_MARGIN)
+    n, m = e - s, TP_MARGIN
+    v = np.empty(n)
+    pool = _pool()
+    if pool is None:
+        peak_envelope(x, sample_rate, m, m + n, v)
+        if loudness is not None:
+            loudness.add(x[:, m:m + n])
+    else:  # half the envelope on a worker while this thread meters loudness and does the rest
+        half = n // 2
+        job = pool.submit(peak_envelope, x, sample_rate, m, m + half, v[:half])
+        if loudness is not None:
+            loudness.add(x[:, m:m + n])
+        peak_envelope(x, sample_rate, m + half, m + n, v[half:])
+        job.result()
+    env.write(s, v[None].astype(np.float32))
+    return float(v.max(initial=0.0))
+
+
 def _envelope_pass(src: FrameStore, sample_rate: int, loudness: LoudnessMeter | None = None,
                    folder: str | None = None) -> tuple[FrameStore, float]:
     """The true-peak envelope of ``src`` (see :func:`core.meter.peak_envelope`) as a ``(1, T)`` store,
     and its maximum; feeds ``loudness`` the signal on the way."""
     env = FrameStore(1, src.frames, folder)
     top = 0.0
-    pool = _pool()
     for s, e in _chunks(src.frames):
-        x = src.read(s - TP_MARGIN, e - s + 2 * TP_MARGIN)
-        n, m = e - s, TP_MARGIN
-        v = np.empty(n)
-        if pool is None:
-            peak_envelope(x, sample_rate, m, m + n, v)
-            if loudness is not None:
-                loudness.add(x[:, m:m + n])
-        else:  # half the envelope on a worker while this thread meters loudness and does the rest
-            half = n // 2
-            job = pool.submit(peak_envelope, x, sample_rate, m, m + half, v[:half])
-            if loudness is not None:
-                loudness.add(x[:, m:m + n])
-            peak_envelope(x, sample_rate, m + half, m + n, v[half:])
-            job.result()
-        top = max(top, float(v.max(initial=0.0)))
-        env.write(s, v[None].astype(np.float32))
+        top = max(top, _measure_chunk(src, s, e, sample_rate, loudness, env))
     return env, top
+
+
+class MeasuredStore:
+    """A signal written block by block, in order, into a :class:`FrameStore` and measured as it
+    arrives: the output stage's true-peak envelope and loudness of it (what
+    :func:`output_stage_store` would otherwise measure in a pass of its own after the render), the
+    same numbers chunk for chunk. Use :meth:`write` as a render's sink, then :meth:`measured`."""
+
+    def __init__(self, channels: int, frames: int, sample_rate: int, folder: str | None = None):
+        self.store = FrameStore(channels, frames, folder)
+        self.sample_rate = int(sample_rate)
+        self.loudness = LoudnessMeter(self.sample_rate, channels)
+        self.env = FrameStore(1, frames, folder)
+        self.top = 0.0
+        self._written = 0
+        self._chunks = list(_chunks(frames))
+        self._next = 0  # the next chunk to measure
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        if start != self._written:
+            raise ValueError(f"blocks come in order: expected frame {self._written}, got {start}")
+        self.store.write(start, block)
+        self._written = start + block.shape[-1]
+        self._measure(min(self._written - TP_MARGIN, self.store.frames) if self._written < self.store.frames
+                      else self.store.frames)
+
+    def _measure(self, upto: int) -> None:
+        while self._next < len(self._chunks) and self._chunks[self._next][1] <= upto:
+            s, e = self._chunks[self._next]
+            self.top = max(self.top, _measure_chunk(self.store, s, e, self.sample_rate, self.loudness,
+                                                    self.env))
+            self._next += 1
+
+    def measured(self) -> tuple[FrameStore, float, LoudnessMeter]:
+        """``(envelope store, its maximum, loudness meter)`` of the whole signal (written in full)."""
+        if self._written != self.store.frames:
+            raise ValueError(f"{self._written} of {self.store.frames} frames written")
+        self._measure(self.store.frames)
+        return self.env, self.top, self.loudness
+
+    def close(self) -> None:
+        self.store.close()
+        self.env.close()
 
 
 class _Limiter:
@@ -188,11 +239,12 @@ class StageResult:
         self.loudness_lufs, self.true_peak_dbtp = loudness_lufs, true_peak_dbtp
 
 
-def output_stage_store(mix: FrameStore, sample_rate: int, master_gain_db: float,
+def output_stage_store(mix: FrameStore | MeasuredStore, sample_rate: int, master_gain_db: float,
                        loudness_lufs: float | None, ceiling_dbtp: float | None,
                        folder: str | None = None, progress: Callable[[float], None] | None = None
                        ) -> StageResult:
-    """The output stage over a stored mix (see the module notes); ``mix`` is left as it is.
+    """The output stage over a stored mix (see the module notes); ``mix`` is left as it is (a
+    :class:`MeasuredStore` brings its measurements, which saves a pass).
 
     Args:
         master_gain_db: the master fader that produced ``mix``; the result's ``gain_db`` is the
@@ -206,8 +258,12 @@ def output_stage_store(mix: FrameStore, sample_rate: int, master_gain_db: float,
     sr = int(sample_rate)
     fader = MASTER["gain_db"]
     ceiling = _ceiling_amp(ceiling_dbtp) if ceiling_dbtp is not None else None
-    base = LoudnessMeter(sr, mix.channels)
-    env, top = _envelope_pass(mix, sr, base, folder)
+    if isinstance(mix, MeasuredStore):
+        env, top, base = mix.measured()
+        mix = mix.store
+    else:
+        base = LoudnessMeter(sr, mix.channels)
+        env, top = _envelope_pass(mix, sr, base, folder)
     report(0.3)
     try:
         def loudness_at(scale: float) -> float:
@@ -229,24 +285,36 @@ def output_stage_store(mix: FrameStore, sample_rate: int, master_gain_db: float,
                     break
                 level -= loudness_lufs - got
         report(0.6)
-        out = FrameStore(mix.channels, mix.frames, folder)
+        stores: list = []  # what to close if this fails
         try:
-            _scaled_pass(mix, env, top, sr, scale, ceiling if loudness_lufs is not None else None, out.write)
-            meter = LoudnessMeter(sr, mix.channels)
-            env2, peak = _envelope_pass(out, sr, meter, folder)
-            try:
-                if ceiling_dbtp is not None and 20.0 * math.log10(max(peak, 1e-300)) > ceiling_dbtp:
-                    limited = FrameStore(mix.channels, mix.frames, folder)
-                    _scaled_pass(out, env2, peak, sr, 1.0, ceiling, limited.write)
+            if loudness_lufs is None:  # the mix as it is (scale 1, no limiter): its measurements hold
+                out, env2, peak, meter = mix, None, top, base  # copied below unless the limiter writes
+            else:
+                stage = MeasuredStore(mix.channels, mix.frames, sr, folder)
+                stores += [stage.store, stage.env]
+                _scaled_pass(mix, env, top, sr, scale, ceiling, stage.write)
+                out = stage.store
+                env2, peak, meter = stage.measured()
+            if ceiling_dbtp is not None and 20.0 * math.log10(max(peak, 1e-300)) > ceiling_dbtp:
+                limited = MeasuredStore(mix.channels, mix.frames, sr, folder)
+                stores += [limited.store, limited.env]
+                _scaled_pass(out, env2 if env2 is not None else env, peak, sr, 1.0, ceiling, limited.write)
+                if out is not mix:
                     out.close()
-                    out = limited
-                    meter = LoudnessMeter(sr, mix.channels)
+                if env2 is not None:
                     env2.close()
-                    env2, peak = _envelope_pass(out, sr, meter, folder)
-            finally:
+                out = limited.store
+                env2, peak, meter = limited.measured()
+            if env2 is not None:
                 env2.close()
+            if out is mix:  # the caller keeps its mix: the output is a store of its own
+                out = FrameStore(mix.channels, mix.frames, folder)
+                stores.append(out)
+                for s, e in _chunks(mix.frames):
+                    out.write(s, mix.read(s, e - s))
         except BaseException:
-            out.close()
+            for st in stores:
+                st.close()
             raise
         report(1.0)
         tp = 20.0 * math.log10(peak) if peak > 0 else -math.inf

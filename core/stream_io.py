@@ -36,7 +36,10 @@ from .audio_io import (
     expand_paths,
     unique_names,
 )
+from .pcm import raw_reader
 
+#: Sample formats that cannot hold NaN or infinity (no check needed when decoding them).
+_INTEGER_PCM = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ALAW", "ULAW"})
 #: Signals up to this size stay in memory in a :class:`FrameStore`; longer ones go to a temporary file.
 MEMORY_STORE_BYTES = 256 << 20
 
@@ -183,6 +186,7 @@ class _StemReader:
         if self.frames == 0:
             self.file.close()
             raise _fail(path, f"too short ({self.file.frames} frames at {self.rate} Hz)")
+        self._raw = raw_reader(self.file)  # None: libsndfile decodes (see core.pcm)
         self._pending = np.zeros((0, self.channels), np.float32)
         self._done = 0  # session-rate frames handed out
         self._eof = False
@@ -195,9 +199,12 @@ class _StemReader:
             n = max(want - have, 1 << 14)
             if self._stream is not None:
                 n = int(n * self.rate / self.sample_rate) + 64
-            raw = self.file.read(n, dtype="float32", always_2d=True)
+            if self._raw is not None:
+                raw = self._raw(n)
+            else:
+                raw = self.file.read(n, dtype="float32", always_2d=True)
             last = raw.shape[0] < n
-            if not np.isfinite(raw).all():
+            if self.file.subtype not in _INTEGER_PCM and not np.isfinite(raw).all():
                 raise _fail(self.path, "contains NaN or infinite samples")
             block = raw if self._stream is None else self._stream.resample_chunk(raw, last=last)
             parts.append(np.asarray(block, dtype=np.float32).reshape(-1, self.channels))
@@ -236,7 +243,10 @@ class _StemReader:
         for k in range(blocks):
             start = int((total - size) * k / max(1, blocks - 1)) if total > size else 0
             self.file.seek(start)
-            x = self.file.read(min(size, total), dtype="float64", always_2d=True)
+            if self._raw is not None:
+                x = self._raw(min(size, total)).astype(np.float64)
+            else:
+                x = self.file.read(min(size, total), dtype="float64", always_2d=True)
             sums += x.sum(axis=0)
             energy += float(np.square(x).sum())
             count += x.shape[0]
@@ -307,6 +317,8 @@ class StemFiles:
                                                         if hasattr(os, "sched_getaffinity") else 1))
         self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(self.readers) > 1 else None
         self._position = 0
+        self._ahead = None  # (start, n, jobs) of the block decoding in the background
+        self._spare: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
@@ -317,19 +329,45 @@ class StemFiles:
         return [(name, r.frames / self.sample_rate) for name, r in zip(self.names, self.readers, strict=True)
                 if self.frames - r.frames >= 2]
 
-    def read_block(self, start: int, n: int, out: np.ndarray) -> None:
-        """Frames ``[start, start + n)`` of every stem into ``out (N, 2, >= n)``; blocks come in order."""
+    #: :meth:`read_block` can decode the next block in the background (its ``ahead`` argument).
+    reads_ahead = True
+
+    def read_block(self, start: int, n: int, out: np.ndarray, ahead: int = 0) -> None:
+        """Frames ``[start, start + n)`` of every stem into ``out (N, 2, >= n)``; blocks come in order.
+
+        ``ahead``: the length of the block that will be asked for next; its decoding starts in the
+        background threads now, so that it overlaps with whatever the caller does with this block
+        (the next call must then ask for exactly that block)."""
         if start != self._position:
             raise ValueError(f"stem blocks are read in order: expected frame {self._position}, got {start}")
-        if self._pool is None:
+        if self._ahead is not None:
+            a_start, a_n, jobs = self._ahead
+            self._ahead = None
+            for f in jobs:
+                f.result()
+            if (a_start, a_n) != (start, n):
+                raise ValueError(f"frames [{a_start}, {a_start + a_n}) were read ahead, "
+                                 f"[{start}, {start + n}) asked for")
+            out[:, :, :n] = self._spare[:, :, :n]
+        elif self._pool is None:
             for i, r in enumerate(self.readers):
                 r.read(n, out[i])
         else:
             for f in [self._pool.submit(r.read, n, out[i]) for i, r in enumerate(self.readers)]:
                 f.result()
         self._position += n
+        if ahead > 0 and self._pool is not None:
+            if self._spare is None or self._spare.shape[2] < ahead:
+                self._spare = np.empty((self.n_tracks, 2, ahead), np.float32)
+            jobs = [self._pool.submit(r.read, ahead, self._spare[i]) for i, r in enumerate(self.readers)]
+            self._ahead = (self._position, ahead, jobs)
 
     def close(self) -> None:
+        for f in (getattr(self, "_ahead", None) or (0, 0, []))[2]:
+            f.cancel()
+            if not f.cancelled():
+                f.exception()  # wait: a reader is not closed under a running decode
+        self._ahead = None
         for r in self.readers:
             r.close()
         if getattr(self, "_pool", None) is not None:

@@ -94,7 +94,8 @@ def compile_kernels(with_torch: bool = True, verbose: bool = False) -> float:
         folder = os.path.join(tmp, "stems")
         os.mkdir(folder)
         for i, s in enumerate(stems):
-            sf.write(os.path.join(folder, f"s{i}.wav"), s.T, sr if i != 2 else 48000, subtype="PCM_16")
+            sf.write(os.path.join(folder, f"s{i}.wav"), s.T, sr if i != 2 else 48000,
+                     subtype="PCM_24" if i == 1 else "PCM_16")  # 24-bit: core.pcm's kernel
         sf.write(os.path.join(tmp, "ref.wav"), ref.T, sr, subtype="PCM_16")
 
         say("meters and the output stage")
