@@ -40,7 +40,9 @@ def open_app(argv: list[str]) -> int:
 
 def entry() -> None:
     """The ``stylemix`` console script."""
-    sys.exit(main())
+    from core.cli import exit_quickly
+
+    exit_quickly(main())
 
 
 if __name__ == "__main__":

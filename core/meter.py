@@ -553,6 +553,37 @@ def _frame_stats(x, out):
     out[3] = acc[:, 3].max()
 
 
+@njit(nogil=True, cache=True)
+def _window_stats(x, w, n, peak, power):
+    """For each of ``n`` consecutive windows of ``w`` samples of ``x (C, >= n w)``: the largest magnitude
+    over the channels into ``peak[k]`` and the mean square over channels and samples into ``power[k]``
+    (float64)."""
+    for k in range(n):
+        p = 0.0
+        s = 0.0
+        for c in range(x.shape[0]):
+            for i in range(k * w, (k + 1) * w):
+                v = np.float64(x[c, i])
+                s += v * v
+                p = max(p, abs(v))
+        peak[k] = p
+        power[k] = s / (x.shape[0] * w)
+
+
+def window_stats(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Peak magnitude and mean square (over all channels) of each whole ``window``-sample window of
+    ``x (C, T)``; one window over everything when ``x`` is shorter than one. ``(peak, power)``, (n,)."""
+    x = _as_channels(x)
+    w = max(1, int(window))
+    n = x.shape[1] // w
+    if n == 0:
+        w, n = x.shape[1], 1 if x.shape[1] else 0
+    peak, power = np.zeros(n), np.zeros(n)
+    if n:
+        _window_stats(np.ascontiguousarray(x), w, n, peak, power)
+    return peak, power
+
+
 def bark_spectrum_np(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """:func:`core.features.bark_spectrum` of one stereo signal in NumPy: ``(2, 24)`` (mid, side)."""
     import scipy.fft
@@ -564,14 +595,13 @@ def bark_spectrum_np(x: np.ndarray, sample_rate: int) -> np.ndarray:
     n_frames = 1 + t // hop  # centred frames of a zero-padded signal
     window = 0.5 - 0.5 * np.cos(2.0 * math.pi * np.arange(n_fft) / n_fft)  # periodic Hann
     total = np.zeros((2, n_fft // 2 + 1))
-    batch = 32
+    batch = 8  # small batches: their buffers are reused instead of fresh pages each time
     for row, sign in enumerate((1.0, -1.0)):
         sig = np.zeros(t + 2 * pad)
         np.add(x[0], sign * np.asarray(x[1], dtype=np.float64), out=sig[pad:pad + t])
+        frames = np.lib.stride_tricks.sliding_window_view(sig, n_fft)[::hop]  # a view, no copy
         for f0 in range(0, n_frames, batch):
-            f1 = min(n_frames, f0 + batch)
-            idx = np.arange(f0, f1)[:, None] * hop + np.arange(n_fft)[None, :]
-            spec = scipy.fft.rfft(sig[idx] * window, axis=-1, workers=_threads())
+            spec = scipy.fft.rfft(frames[f0:f0 + batch] * window, axis=-1, workers=_threads())
             total[row] += np.abs(spec).sum(axis=0)
         del sig
     mag = total / n_frames

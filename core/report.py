@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 try:  # the torch-free loudness meter, where the tree has it (core.features re-exports it with torch)
-    from .meter import integrated_lufs, short_term_lufs, true_peak_dbtp
+    from .meter import integrated_lufs, short_term_lufs, true_peak_dbtp, window_stats
 except ImportError:
     from .features import integrated_lufs, short_term_lufs, true_peak_dbtp
+
+    window_stats = None
 
 #: Exact 1/3-octave centres (base 2, 1 kHz reference) for the ISO nominal bands 31.5 Hz ... 16 kHz.
 CENTRES_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)
@@ -92,7 +95,7 @@ def band_matrix(sample_rate: int, n_fft: int) -> np.ndarray:
     return m
 
 
-def cross_spectra(x: np.ndarray, sample_rate: int, n_fft: int | None = None, chunk: int = 64) -> np.ndarray:
+def cross_spectra(x: np.ndarray, sample_rate: int, n_fft: int | None = None, chunk: int = 8) -> np.ndarray:
     """Long-term average power spectra of a stereo signal: ``(3, F)`` = (|L|^2, |R|^2, Re L R*).
 
     Welch's method: Hann windows of ``n_fft`` samples every ``n_fft / 2``, the mean of the periodograms,
@@ -100,7 +103,8 @@ def cross_spectra(x: np.ndarray, sample_rate: int, n_fft: int | None = None, chu
     shorter than one window is zero-padded to it. ``chunk`` frames are transformed at a time, so memory
     stays small for whole songs. x: (2, T) or (1, T) / (T,) (mono reads as L = R).
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)  # float32 stays: each frame is windowed in float64
     x = np.stack([x, x]) if x.ndim == 1 else (np.concatenate([x, x]) if x.shape[0] == 1 else x[:2])
     n_fft = n_fft or analysis_fft(sample_rate)
     hop = n_fft // 2
@@ -109,9 +113,9 @@ def cross_spectra(x: np.ndarray, sample_rate: int, n_fft: int | None = None, chu
     window = np.hanning(n_fft + 1)[:-1]
     n_frames = 1 + (x.shape[1] - n_fft) // hop
     acc = np.zeros((3, n_fft // 2 + 1))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[:, ::hop]  # a view, no copy
     for start in range(0, n_frames, chunk):
-        idx = (np.arange(start, min(n_frames, start + chunk)) * hop)[:, None] + np.arange(n_fft)
-        spec = np.fft.rfft(x[:, idx] * window, axis=-1)  # (2, frames, F)
+        spec = np.fft.rfft(frames[:, start:start + chunk] * window, axis=-1)  # (2, frames, F)
         acc[0] += np.sum(spec[0].real ** 2 + spec[0].imag ** 2, axis=0)
         acc[1] += np.sum(spec[1].real ** 2 + spec[1].imag ** 2, axis=0)
         acc[2] += np.sum((spec[0] * spec[1].conj()).real, axis=0)
@@ -176,9 +180,10 @@ def _power_to_lufs(z):
         return -0.691 + 10.0 * np.log10(z)
 
 
-def loudness_range(x: np.ndarray, sample_rate: int) -> float:
-    """Loudness range (EBU Tech 3342), LU: spread of the gated short-term loudness (10th-95th percentile)."""
-    st = short_term_lufs(x, sample_rate, hop_s=0.1)
+def loudness_range(x: np.ndarray | None, sample_rate: int, short_term: np.ndarray | None = None) -> float:
+    """Loudness range (EBU Tech 3342), LU: spread of the gated short-term loudness (10th-95th percentile).
+    ``short_term``: the short-term loudness of ``x`` every 0.1 s when already measured."""
+    st = short_term_lufs(x, sample_rate, hop_s=0.1) if short_term is None else np.asarray(short_term)
     st = st[st > -70.0]
     if st.size < 2:
         return 0.0
@@ -192,16 +197,18 @@ def loudness_range(x: np.ndarray, sample_rate: int) -> float:
 
 def crest_factor_db(x: np.ndarray, sample_rate: int, window_s: float = 1.0) -> float:
     """Median over ``window_s`` windows (those within 20 dB of the loudest) of peak/RMS, dB."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     x = x[None] if x.ndim == 1 else x
     w = max(1, int(window_s * sample_rate))
-    n = x.shape[1] // w
-    if n == 0:
-        frames = x[:, None, :]
+    if window_stats is not None:  # one compiled pass, no float64 copy of the song
+        peak, power = window_stats(x, w)
+        rms = np.sqrt(power)
     else:
-        frames = x[:, : n * w].reshape(x.shape[0], n, w)
-    peak = np.abs(frames).max(axis=(0, 2))
-    rms = np.sqrt(np.mean(np.square(frames), axis=(0, 2)))
+        x = x.astype(np.float64)
+        n = x.shape[1] // w
+        frames = x[:, None, :] if n == 0 else x[:, : n * w].reshape(x.shape[0], n, w)
+        peak = np.abs(frames).max(axis=(0, 2))
+        rms = np.sqrt(np.mean(np.square(frames), axis=(0, 2)))
     ok = rms > 0
     if not ok.any():
         return 0.0
@@ -226,13 +233,18 @@ class Analysis:
 
 
 def analyse(x: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
-            region: tuple[float, float] | None = None) -> Analysis:
+            region: tuple[float, float] | None = None, measured: dict | None = None) -> Analysis:
     """Measure ``x`` (C, T) as the report reads it; band levels as if ``x`` were at ``target_lufs``.
 
     A mono ``x`` ((T,) or (1, T)) is read as L = R. region: (start, end) seconds to measure. Raises
     ValueError (a short message, no file name) for a silent signal or a region outside it.
+    ``measured``: what the caller has already measured of the same signal (no region), reused instead
+    of measured again: ``cross`` (:func:`cross_spectra` of ``x`` as given, stereo), and of the stereo
+    signal ``lufs`` (integrated), ``true_peak_dbtp``, ``short_term`` (LUFS every 0.1 s). Otherwise the
+    spectra are computed on a worker thread while this one measures the rest.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
     x = x[None] if x.ndim == 1 else x
     if x.shape[0] == 1:
         x = np.concatenate([x, x])
@@ -244,12 +256,18 @@ def analyse(x: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
         if start >= duration:
             raise ValueError(f"region {start:g}-{end:g} s starts after the end ({duration:.1f} s)")
         x = x[:, int(round(start * sample_rate)):int(round(end * sample_rate))]
-    lufs = integrated_lufs(x, sample_rate)
+    known = {} if measured is None or region is not None else measured
+    lufs = known["lufs"] if "lufs" in known else integrated_lufs(x, sample_rate)
     if not math.isfinite(lufs):
         raise ValueError("silent (no loudness to match)")
     gain_db = target_lufs - lufs
     n_fft = analysis_fft(sample_rate)
-    mid, side = mid_side(cross_spectra(x, sample_rate, n_fft))
+    with ThreadPoolExecutor(1) as worker:
+        job = None if "cross" in known else worker.submit(cross_spectra, x, sample_rate, n_fft)
+        crest = crest_factor_db(x, sample_rate)
+        lra = loudness_range(x, sample_rate, known.get("short_term"))
+        peak = known["true_peak_dbtp"] if "true_peak_dbtp" in known else true_peak_dbtp(x, sample_rate)
+        mid, side = mid_side(known["cross"] if job is None else job.result())
     mid, side = mid * 10 ** (gain_db / 10), side * 10 ** (gain_db / 10)
     total = float(mid.sum()) or 1e-30
     with np.errstate(divide="ignore"):
@@ -258,8 +276,7 @@ def analyse(x: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
     return Analysis(
         lufs=float(lufs), mid_db=band_levels_db(mid, sample_rate, n_fft),
         side_db=band_levels_db(side, sample_rate, n_fft), width_db=width_db(mid, side, sample_rate, n_fft),
-        crest_db=crest_factor_db(x, sample_rate), lra_lu=loudness_range(x, sample_rate),
-        plr_db=float(true_peak_dbtp(x, sample_rate) - lufs), low_end_db=float(low), air_db=float(air))
+        crest_db=crest, lra_lu=lra, plr_db=float(peak - lufs), low_end_db=float(low), air_db=float(air))
 
 
 @dataclass
