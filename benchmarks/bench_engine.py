@@ -65,9 +65,13 @@ print("RESULT " + json.dumps({{"wall": wall, "cpu": cpu}}))
 SESSION = _PRELUDE + r"""
 import threading
 from core.playback import Player
-# as the app does (core.playback.use_short_switch_interval; older code set it in Player()): the busy
+# as the app does (core.playback.use_short_switch_interval; older code set 1 ms in Player()): the busy
 # thread below stands for its GUI thread
-sys.setswitchinterval(0.001)
+try:
+    from core.playback import use_short_switch_interval
+    use_short_switch_interval()
+except ImportError:
+    sys.setswitchinterval(0.001)
 x = song(16, {seconds}); tp, mp = params(16); stereo = np.ones(16, bool)
 tp[:, TRACK.index("gain_db")] = -12.0
 B = {block}

@@ -71,8 +71,11 @@ PREROLL_S = 0.15
 LOOP_XFADE_S = 0.005
 SEEK_XFADE_S = 0.005
 AB_XFADE_S = 0.02
-#: GIL switch interval (s) for live playback; see :func:`use_short_switch_interval`.
-SWITCH_INTERVAL_S = 0.001
+#: GIL switch interval (s) for live playback; see :func:`use_short_switch_interval`. The render thread
+#: gives the GIL up at each FFT of the reverb and each kernel outside the hold-GIL path; with a busy GUI
+#: thread it waits up to this long to get it back each time: at 1 ms a block of 256 frames with open
+#: sends took longer than its 5.8 ms to render (hundreds of underruns a minute), at 0.1 ms none.
+SWITCH_INTERVAL_S = 0.0001
 
 
 class NoAudioError(RuntimeError):
@@ -106,7 +109,7 @@ def _no_device_message(exc: Exception) -> str:
 
 
 def use_short_switch_interval() -> None:
-    """Let Python threads take turns every :data:`SWITCH_INTERVAL_S` instead of the default 5 ms.
+    """Let Python threads take turns every :data:`SWITCH_INTERVAL_S` (0.1 ms) instead of the default 5 ms.
 
     Process-wide (``sys.setswitchinterval``), so it is not a side effect of making a :class:`Player`:
     a program that plays audio while another of its threads runs Python (a GUI redrawing) calls it
