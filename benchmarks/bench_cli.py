@@ -1,6 +1,7 @@
 """What a user waits for: commands from start to written file, the first mix after set-up, peak memory.
 
 Run: .venv/bin/python benchmarks/bench_cli.py [--baseline REV] [--cases render,analyze,params,first]
+     [--repeat N]
      (or benchmarks/run_all.py cli)
 
 Every case is a fresh ``stylemix`` process; wall time is from the command to its exit, CPU time is
@@ -145,7 +146,15 @@ def app_times(tree: Path) -> dict:
 
 
 def fmt(r: dict) -> str:
-    return f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mb'] / 1024:.2f} GB"
+    spread = f" (runs {min(r['walls']):.2f}-{max(r['walls']):.2f} s)" if len(r.get("walls", ())) > 1 else ""
+    return f"{r['wall']:.2f} s wall{spread}, {r['cpu']:.2f} s CPU, {r['peak_mb'] / 1024:.2f} GB"
+
+
+def median_of(runs: list[dict]) -> dict:
+    """The run with the median wall time, with every run's wall time under ``walls``."""
+    walls = [r["wall"] for r in runs]
+    mid = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
+    return {**mid, "walls": walls}
 
 
 def main(argv=None) -> int:
@@ -153,6 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", metavar="REV", help="also run the code of this git revision")
     ap.add_argument("--cases", default="render,analyze,params,app,first")
     ap.add_argument("--json", metavar="PATH", help="write the numbers here")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of render, analyze and params per tree; the median is shown (default 3)")
     args = ap.parse_args(argv)
     cases = args.cases.split(",")
     work = Path(tempfile.mkdtemp(prefix="stylemix-bench-cli-"))
@@ -170,8 +181,8 @@ def main(argv=None) -> int:
                 p = params_file(tree, work, stems)
                 stylemix(tree, work, "render", *stems[:2], "--params", p, "--out", str(work / "w.wav"),
                          env=env)  # load the kernels' cache once
-                r = stylemix(tree, work, "render", *stems, "--params", p, "--out", str(work / f"{name}.wav"),
-                             env=env)
+                r = median_of([stylemix(tree, work, "render", *stems, "--params", p, "--out",
+                                        str(work / f"{name}.wav"), env=env) for _ in range(args.repeat)])
                 results[f"render/{name}"] = r
                 rows.append(("render 16 stereo stems x 180 s", name, "<= 5 s; <= 1.5x decoded stems",
                              f"{fmt(r)} ({r['peak_mb'] / 1024 / decoded_gb:.2f}x the {decoded_gb:.2f} GB "
@@ -180,12 +191,12 @@ def main(argv=None) -> int:
             song = write_song(work / "a", 1, 180.0)[0]
             for name, tree in trees.items():
                 stylemix(tree, work, "analyze", song, env=env)
-                r = stylemix(tree, work, "analyze", song, env=env)
+                r = median_of([stylemix(tree, work, "analyze", song, env=env) for _ in range(args.repeat)])
                 results[f"analyze/{name}"] = r
                 rows.append(("analyze, 3-minute song", name, "<= 1.5 s", fmt(r)))
         if "params" in cases:
             for name, tree in trees.items():
-                r = stylemix(tree, work, "params", env=env)
+                r = median_of([stylemix(tree, work, "params", env=env) for _ in range(args.repeat)])
                 results[f"params/{name}"] = r
                 rows.append(("params", name, "-", fmt(r)))
         if "app" in cases:
