@@ -153,7 +153,7 @@ class ExportDialog(QDialog):
             return
         args = (inputs.stems, s.params.tracks.copy(), s.params.master.copy(), inputs.sample_rate)
         extra = {"stereo": inputs.stereo, "names": list(s.names), "mute": s.mute, "solo": s.solo,
-                 **self.sources()}
+                 "fx_mute": s.fx_mute, **self.sources()}
 
         def job(task):
             def progress(done, total):

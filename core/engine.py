@@ -165,6 +165,12 @@ def _return_kernel(master: np.ndarray, send_out: np.ndarray, sample_rate: int,
     return ReverbKernel.build(params, sample_rate)
 
 
+def _return_level(master: np.ndarray, fx_mute: bool) -> float:
+    """The return's linear gain into the master bus: its level control, or exactly 0 while muted (the
+    reverb then ramps to silence like any return-level change, see :meth:`FxReturn.process`)."""
+    return 0.0 if fx_mute else float(10.0 ** (master[_M_RETURN_DB] / 20.0))
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a, copy=True)
     a.setflags(write=False)
@@ -197,7 +203,8 @@ class Snapshot:
     m_gain: float  # master fader, linear
     send_out: np.ndarray = None  # (N, 2) post-fader send gains (0: send off)
     reverb: ReverbKernel | None = None  # the return's impulse response (None: every send off, none yet)
-    return_gain: float = 1.0  # the return level, linear
+    return_gain: float = 1.0  # the return level, linear (0 while the return is muted)
+    fx_mute: bool = False  # the FX return muted: it adds nothing to the master bus
     version: int = 0
     #: what :meth:`edit` derived this snapshot from (weak) and which strips it filters differently
     parent: object = field(default=None, repr=False)
@@ -209,7 +216,7 @@ class Snapshot:
 
     @classmethod
     def build(cls, track_params, master_params, sample_rate: int, stereo, mute=None, solo=None,
-              version: int = 0) -> Snapshot:
+              version: int = 0, fx_mute: bool = False) -> Snapshot:
         track = np.array(track_params, dtype=np.float64, ndmin=2)
         master = np.array(master_params, dtype=np.float64).reshape(-1)
         n = track.shape[0]
@@ -222,11 +229,12 @@ class Snapshot:
         solo = np.zeros(n, bool) if solo is None else np.broadcast_to(np.asarray(solo, bool), (n,))
         sos, eq_gain = design_sos(track[:, _T_EQ], sample_rate)
         comp = _comp_constants(track[:, _T_COMP], sample_rate)
-        return cls._assemble(track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version)
+        return cls._assemble(track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version,
+                             fx_mute=bool(fx_mute))
 
     @classmethod
     def _assemble(cls, track, master, stereo, mute, solo, sample_rate, sos, eq_gain, comp, version,
-                  reverb=None):
+                  reverb=None, fx_mute=False):
         trim = 10.0 ** (track[:, _T_TRIM] / 20.0)
         out_gain = _out_gain(track, stereo, mute, solo)
         send_out = _send_out(track, out_gain)
@@ -239,10 +247,11 @@ class Snapshot:
             m_comp=_frozen(_comp_constants(master[_M_COMP], sample_rate)),
             m_gain=float(10.0 ** (master[_M_GAIN] / 20.0)), send_out=_frozen(send_out),
             reverb=_return_kernel(master, send_out, sample_rate, reverb),
-            return_gain=float(10.0 ** (master[_M_RETURN_DB] / 20.0)), version=int(version),
+            return_gain=_return_level(master, fx_mute), fx_mute=bool(fx_mute), version=int(version),
         )
 
-    def replace(self, track_params=None, master_params=None, mute=None, solo=None) -> Snapshot:
+    def replace(self, track_params=None, master_params=None, mute=None, solo=None,
+                fx_mute: bool | None = None) -> Snapshot:
         """A new snapshot with some controls changed (``None`` keeps them); version + 1."""
         track = self.track if track_params is None else np.array(track_params, np.float64, ndmin=2)
         master = self.master if master_params is None else np.asarray(master_params, np.float64).reshape(-1)
@@ -256,8 +265,9 @@ class Snapshot:
             sos, eq_gain, comp = sos.copy(), eq_gain.copy(), comp.copy()
             sos[changed], eq_gain[changed] = design_sos(track[changed][:, _T_EQ], self.sample_rate)
             comp[changed] = _comp_constants(track[changed][:, _T_COMP], self.sample_rate)
+        fx_mute = self.fx_mute if fx_mute is None else bool(fx_mute)
         return self._assemble(track, master, self.stereo, mute, solo, self.sample_rate, sos, eq_gain, comp,
-                              self.version + 1, self.reverb)
+                              self.version + 1, self.reverb, fx_mute)
 
     def strip_changes(self, track_params) -> np.ndarray:
         """(N,) bool: tracks whose trim, EQ or compressor differ from this snapshot's."""
@@ -317,7 +327,7 @@ class Snapshot:
             send_out = _frozen(_send_out(track, out_gain))
         if gains or new_return:
             kernel = _return_kernel(master, send_out, sr, self.reverb)
-            return_gain = float(10.0 ** (master[_M_RETURN_DB] / 20.0))
+            return_gain = _return_level(master, self.fx_mute)
         m_sos, m_eq_gain, m_comp, m_gain_lin = self.m_sos, self.m_eq_gain, self.m_comp, self.m_gain
         if new_m_eq:
             m_sos, m_eq_gain = design_sos(master[_M_EQ], sr)
@@ -336,7 +346,7 @@ class Snapshot:
             out_gain=_frozen(out_gain) if gains else out_gain, m_sos=m_sos, m_eq_gain=m_eq_gain,
             m_comp=m_comp,
             m_gain=m_gain_lin, send_out=send_out, reverb=kernel, return_gain=return_gain,
-            version=self.version + 1, parent=weakref.ref(self), changed=changed,
+            fx_mute=self.fx_mute, version=self.version + 1, parent=weakref.ref(self), changed=changed,
         )
 
 
@@ -398,7 +408,12 @@ class FxReturn:
     longest impulse response, its output is exactly zero and it is not run (:meth:`process` returns
     None), so a console whose sends are off costs nothing more and mixes bit-identically to one
     without a reverb. Edits of the return's controls reach it through the snapshot
-    (:attr:`Snapshot.reverb`, :attr:`Snapshot.return_gain`) and cross-fade.
+    (:attr:`Snapshot.reverb`, :attr:`Snapshot.return_gain`) and cross-fade; muting the return
+    (:attr:`Snapshot.fx_mute`) sets its gain to 0, ramped the same way, while the reverb keeps running
+    (unmuted, its tail is there as if it had never stopped).
+
+    :attr:`wet` is the block last returned (what the return adds to the master bus, after its level
+    and mute; None when the reverb rested), for the return's meter.
     """
 
     def __init__(self, sample_rate: int):
@@ -407,6 +422,7 @@ class FxReturn:
         self.limit = max_ir_length(self.sample_rate) + 2 * MAX_CHUNK  # silent input after which it rests
         self.idle = self.limit  # frames of silent input fed (at rest: nothing sounds)
         self.fed: np.ndarray | None = None  # the send bus of the last block mixed (None: sends off)
+        self.wet: np.ndarray | None = None  # the wet return of the last block mixed (None: at rest)
 
     @property
     def resting(self) -> bool:
@@ -421,6 +437,7 @@ class FxReturn:
         starts, or in which blocks, does not change its output.
         """
         self.fed = bus
+        self.wet = None
         silent = bus is None or not np.any(bus)
         if silent:
             if self.resting:
@@ -434,6 +451,8 @@ class FxReturn:
             kernel = self.reverb.kernel
         if self.reverb is None:
             self.reverb = StreamingReverb(self.sample_rate, snap.master[_M_RETURN], kernel=kernel)
+            if snap.return_gain != self.reverb.return_gain:  # muted from the start: silent, no ramp
+                self.reverb.reset(kernel, snap.return_gain, t=int(clock))
             self.reverb.t = int(clock)  # silent so far: only the block grid's phase is set
         elif self.resting:  # waking up: nothing sounds, so start afresh with the current settings
             self.reverb.reset(kernel, snap.return_gain, t=int(clock))
@@ -443,7 +462,8 @@ class FxReturn:
             if snap.return_gain != self.reverb.return_gain:
                 self.reverb.set_return_gain(snap.return_gain)
         self.idle = self.idle + n if silent else 0
-        return self.reverb.process(bus)
+        self.wet = self.reverb.process(bus)
+        return self.wet
 
     def reset(self) -> None:
         """At rest (after a seek: silence before the new position)."""
@@ -518,7 +538,7 @@ class StreamingConsole:
         sample_rate: Hz.
         track_params: ``(N, len(TRACK))`` physical (None: schema defaults).
         master_params: ``(len(MASTER),)`` physical (None: defaults).
-        mute, solo: ``(N,)`` bool.
+        mute, solo: ``(N,)`` bool. fx_mute: the FX return muted (it adds nothing to the master bus).
         threads: worker threads for the strips (tracks are split between them; 1 = the calling thread
             only). Parallel rendering pays off for blocks of a few thousand frames and more.
         hold_gil: render each block without releasing the GIL (playback: one thread, small blocks,
@@ -532,7 +552,7 @@ class StreamingConsole:
     MAX_TRACKS = 64
 
     def __init__(self, stems, stereo=None, sample_rate: int = 44100, track_params=None, master_params=None,
-                 *, mute=None, solo=None, threads: int = 1, hold_gil: bool = False):
+                 *, mute=None, solo=None, fx_mute: bool = False, threads: int = 1, hold_gil: bool = False):
         self.stems, self.stereo = as_stems(stems, stereo)
         n = self.stems.shape[0]
         if not 1 <= n <= self.MAX_TRACKS:
@@ -540,7 +560,7 @@ class StreamingConsole:
         self.sample_rate = int(sample_rate)
         tp = np.tile(TRACK.defaults(), (n, 1)) if track_params is None else track_params
         mp = MASTER.defaults() if master_params is None else master_params
-        self.snapshot = Snapshot.build(tp, mp, self.sample_rate, self.stereo, mute, solo)
+        self.snapshot = Snapshot.build(tp, mp, self.sample_rate, self.stereo, mute, solo, fx_mute=fx_mute)
         self.state = EngineState(n)
         self.position = 0
         self.threads = max(1, int(threads))
@@ -568,9 +588,10 @@ class StreamingConsole:
         return int(self.stems.shape[2])
 
     # -- parameters ----------------------------------------------------------------------------------
-    def set_params(self, track_params=None, master_params=None, mute=None, solo=None) -> Snapshot:
+    def set_params(self, track_params=None, master_params=None, mute=None, solo=None,
+                   fx_mute: bool | None = None) -> Snapshot:
         """Change controls (None keeps them); effective from the next block. Returns the snapshot."""
-        self.snapshot = self.snapshot.replace(track_params, master_params, mute, solo)
+        self.snapshot = self.snapshot.replace(track_params, master_params, mute, solo, fx_mute)
         return self.snapshot
 
     def reset(self, position: int = 0) -> None:
@@ -649,7 +670,7 @@ class StreamingConsole:
         g0, f0 = (snap.out_gain, snap.m_gain) if from_gains is None else from_gains[:2]
         s0 = snap.send_out if from_gains is None or len(from_gains) < 3 else from_gains[2]
         ramp = min(GAIN_RAMP, n)
-        self.fx.fed = None
+        self.fx.fed = self.fx.wet = None
         sends = bool(np.any(s0)) or bool(np.any(snap.send_out))
         if sends or not self.fx.resting:
             send = None
@@ -709,7 +730,7 @@ def _balanced_split(tracks: np.ndarray, stereo: np.ndarray, parts: int) -> list[
 
 
 def render_stream(stems, stereo, track_params, master_params, sample_rate: int, *, mute=None, solo=None,
-                  block: int = EXPORT_BLOCK, threads: int | None = None, progress=None,
+                  fx_mute: bool = False, block: int = EXPORT_BLOCK, threads: int | None = None, progress=None,
                   on_block=None, sink=None) -> np.ndarray | None:
     """Render a whole song with the streaming console: ``(2, T)`` float32 (None with ``sink``).
 
@@ -719,7 +740,7 @@ def render_stream(stems, stereo, track_params, master_params, sample_rate: int, 
             need never be in memory whole; stereo: ``(N,)`` bool (None: the source's);
             track_params: ``(N, len(TRACK))`` and master_params: ``(len(MASTER),)`` physical values;
             sample_rate: Hz.
-        mute, solo: optional ``(N,)`` bool.
+        mute, solo: optional ``(N,)`` bool. fx_mute: the FX return muted (the dry mix, reverb unheard).
         block: frames per block (the result does not depend on it).
         threads: strip worker threads (default: :func:`default_threads`).
         progress: optional ``callable(done_frames, total_frames)``.
@@ -735,10 +756,10 @@ def render_stream(stems, stereo, track_params, master_params, sample_rate: int, 
         buf = np.zeros((source.n_tracks, 2, block), np.float32)
         stereo = source.stereo if stereo is None else stereo
         con = StreamingConsole(buf, stereo, sample_rate, track_params, master_params, mute=mute, solo=solo,
-                               threads=threads)
+                               fx_mute=fx_mute, threads=threads)
     else:
         con = StreamingConsole(stems, stereo, sample_rate, track_params, master_params, mute=mute, solo=solo,
-                               threads=threads)
+                               fx_mute=fx_mute, threads=threads)
         total = con.n_frames
     # Two stages: this thread reads the stems and renders the strips of block k (on the console's
     # threads) while a mixer thread sums block k - 1 through the bus, the FX return and the master and

@@ -180,7 +180,7 @@ def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) ->
 def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str | None = None,
                bits: str = "24", loudness_lufs: float | None = None, ceiling_dbtp: float | None = None,
                stems_dir=None, progress=None, *, stereo=None, names=None, mute=None, solo=None,
-               threads: int | None = None, measure: bool = True, stem_files: Iterable = (),
+               fx_mute: bool = False, threads: int | None = None, measure: bool = True, stem_files: Iterable = (),
                protect: Iterable = (), group: WriteGroup | None = None,
                temp_folder: str | None = None) -> ExportResult:
     """Render the mix with the streaming console and write it (and optionally each processed stem).
@@ -203,7 +203,8 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
         stems_dir: folder for processed stems (``<name>.<fmt>``, same format), or None.
         progress: ``callable(done, total)`` in arbitrary work units, called from this thread.
         stereo: ``(N,)`` bool (None: detected); names: stem names for the stem files (default
-            ``track01``...); mute, solo: ``(N,)`` bool.
+            ``track01``...); mute, solo: ``(N,)`` bool; fx_mute: the FX return muted (the mix
+            without the reverb; the sends still feed it, unheard).
         threads: strip worker threads (default: all cores this process may use, at most 8).
         measure: report the written mix's loudness and true peak; False leaves them NaN.
         stem_files, protect: the input stems and other files (reference, session) that no output may
@@ -234,7 +235,7 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
     with nullcontext(group) if group is not None else WriteGroup() as files:
         result = _render_and_stage(files, arr, stereo, names, track_params, master_params, sr, out_path,
                                    ext, bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute,
-                                   solo, threads, measure, temp_folder)
+                                   solo, threads, measure, temp_folder, fx_mute)
         if group is None:
             files.commit()
     return result
@@ -242,7 +243,7 @@ def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str |
 
 def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, master_params, sr, out_path, ext,
                       bits, loudness_lufs, ceiling_dbtp, stems_dir, planned, progress, mute, solo, threads,
-                      measure, temp_folder) -> ExportResult:
+                      measure, temp_folder, fx_mute=False) -> ExportResult:
     from .render import MeasuredStore, output_stage_store
 
     n_tracks = len(names)
@@ -273,8 +274,8 @@ def _render_and_stage(files: WriteGroup, arr, stereo, names, track_params, maste
                                      from_gains=(snap.out_gain, snap.m_gain))
                     w.write(block[:, :n])
 
-        render_stream(arr, stereo, track_params, master_params, sr, mute=mute, solo=solo, threads=threads,
-                      block=_STEM_BLOCK, progress=lambda done, _: report(2 * done, work),
+        render_stream(arr, stereo, track_params, master_params, sr, mute=mute, solo=solo, fx_mute=fx_mute,
+                      threads=threads, block=_STEM_BLOCK, progress=lambda done, _: report(2 * done, work),
                       on_block=on_block, sink=mix.write)
         gi = MASTER.index("gain_db")
         res = output_stage_store(mix, sr, float(master_params[gi]), loudness_lufs, ceiling_dbtp,

@@ -290,14 +290,18 @@ class Player:
         self._request_match()
         self._wake.set()
 
-    def set_params(self, track_params=None, master_params=None, mute=None, solo=None) -> Snapshot:
-        """Edit A (None keeps a part). Returns the new snapshot; heard from the next block rendered."""
+    def set_params(self, track_params=None, master_params=None, mute=None, solo=None,
+                   fx_mute: bool | None = None) -> Snapshot:
+        """Edit A (None keeps a part). Returns the new snapshot; heard from the next block rendered.
+        Mute, solo and the FX return's mute (``fx_mute``) are monitoring states: a console as B
+        follows them."""
         prev = self._req.a
-        snap = prev.replace(track_params, master_params, mute, solo)
+        snap = prev.replace(track_params, master_params, mute, solo, fx_mute)
         self._req.a = snap
-        flags = not (np.array_equal(snap.mute, prev.mute) and np.array_equal(snap.solo, prev.solo))
+        flags = not (np.array_equal(snap.mute, prev.mute) and np.array_equal(snap.solo, prev.solo)
+                     and snap.fx_mute == prev.fx_mute)
         if self._req.b is not None and flags:
-            self._req.b = self._req.b.replace(mute=snap.mute, solo=snap.solo)
+            self._req.b = self._req.b.replace(mute=snap.mute, solo=snap.solo, fx_mute=snap.fx_mute)
         self._request_match()
         self._wake.set()
         return snap
@@ -326,11 +330,16 @@ class Player:
         solo[track] = bool(on)
         self.set_params(solo=solo)
 
+    def set_fx_mute(self, on: bool) -> None:
+        """Mute the FX return: it adds nothing to the master bus (ramped, no click); the return level
+        keeps its value."""
+        self.set_params(fx_mute=bool(on))
+
     def set_b_params(self, track_params, master_params) -> None:
         """B = this console (e.g. the predicted parameters); replaces a reference as B."""
         a = self._req.a
         self._req.b = Snapshot.build(track_params, master_params, self.sample_rate, self.stereo, a.mute,
-                                     a.solo)
+                                     a.solo, fx_mute=a.fx_mute)
         self._req.ref = (None,)
         self._wake.set()
 
@@ -648,7 +657,8 @@ class Player:
             r = ((np.arange(f) + 1.0) / (f + 1.0))[:, None]
             out[:f] = out[:f] * r + self._fade[slot] * (1.0 - r)
         self._meters.measure(j, lane_a.cache[slot], self.stereo, lane_a.mixed_with[slot].out_gain, out,
-                             lane_a.gmin[slot], lane_a.mgmin[slot])
+                             lane_a.gmin[slot], lane_a.mgmin[slot],
+                             lane_a.wet[slot] if lane_a.wet_on[slot] else None)
         self._publish(j, out, end, stop=self._loop is None and start >= self.n_frames)
 
     def _b_block(self, slot, idx, tidx, tw):

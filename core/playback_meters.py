@@ -28,7 +28,8 @@ METER_FLOOR = -120.0
 @dataclass(frozen=True)
 class Meters:
     """Levels at the playhead. Rows ``0..N-1`` are the strips (after fader and pan), row ``N`` the
-    master (what is heard, after A/B). dBFS / LUFS, floored at :data:`METER_FLOOR`."""
+    master (what is heard, after A/B); ``fx_*`` the FX return (the reverb's output after its return
+    level and mute: what it adds to the master bus). dBFS / LUFS, floored at :data:`METER_FLOOR`."""
 
     peak_db: np.ndarray  # (N+1, 2) largest sample of the last block
     rms_db: np.ndarray  # (N+1, 2) over RMS_S
@@ -36,6 +37,8 @@ class Meters:
     short_term_lufs: np.ndarray  # (N+1,) over 3 s
     gain_reduction_db: np.ndarray  # (N+1,) compressor, largest in the last block (>= 0)
     position: int  # frame at the playhead
+    fx_peak_db: np.ndarray = None  # (2,) FX return: largest sample of the last block
+    fx_rms_db: np.ndarray = None  # (2,) FX return: over RMS_S
 
 
 # --- meter kernels ------------------------------------------------------------------------------------
@@ -97,6 +100,20 @@ def _meter_frames(buf, n, ks, kz, peak, sq):
     return total
 
 
+@njit(cache=True, error_model="numpy")  # holds the GIL: see core.engine_kernels._strips_held
+def _meter_plain(x, n, peak, sq):
+    """Peak and sum of squares per channel of ``x (2, >= n)`` (no weighting: the FX return)."""
+    for c in range(2):
+        pk = 0.0
+        s = 0.0
+        for i in range(n):
+            y = x[c, i]
+            pk = max(pk, abs(y))
+            s += y * y
+        peak[c] = pk
+        sq[c] = s
+
+
 def _k_sections(sample_rate: int) -> np.ndarray:
     from .meter import k_weighting_sos
 
@@ -111,7 +128,8 @@ class BlockMeters:
     """Meters measured block by block, in the render thread, and published with each block.
 
     Args:
-        n_tracks: strips metered (row ``n_tracks`` is the master).
+        n_tracks: strips metered (row ``n_tracks`` is the master; peak and RMS have one row more, the
+            FX return).
         sample_rate: Hz. block: frames per block.
         ring_blocks: blocks the ring holds ahead of the playhead (one checkpoint each).
         buffers: physical buffers the blocks are published in (one row of published values each).
@@ -130,17 +148,18 @@ class BlockMeters:
         self._ck_kz_s = np.zeros((ring_blocks, n_tracks, 2, 2, 2))
         self._ck_kz_m = np.zeros((ring_blocks, 2, 2, 2))
         hist = math.ceil(SHORT_TERM_S * sample_rate / block) + ring_blocks + 1
-        self._hist_sq = np.zeros((hist, n1, 2))  # per block: sum of squares, K-weighted power sum
+        n2 = n1 + 1  # peak and RMS: strips, master, FX return
+        self._hist_sq = np.zeros((hist, n2, 2))  # per block: sum of squares, K-weighted power sum
         self._hist_k = np.zeros((hist, n1))
         self._win = {name: max(1, round(sec * sample_rate / block))
                      for name, sec in (("rms", RMS_S), ("mom", MOMENTARY_S), ("short", SHORT_TERM_S))}
-        self._sq = np.zeros((n1, 2))
-        self._pk = np.zeros((n1, 2))
+        self._sq = np.zeros((n2, 2))
+        self._pk = np.zeros((n2, 2))
         self._kp = np.zeros(n1)
         self._gr = np.ones(n1)
         # published, one row per physical buffer
-        self._peak = np.zeros((buffers, n1, 2))
-        self._rms = np.zeros((buffers, n1, 2))
+        self._peak = np.zeros((buffers, n2, 2))
+        self._rms = np.zeros((buffers, n2, 2))
         self._mom = np.zeros((buffers, n1))
         self._short = np.zeros((buffers, n1))
         self._gain_red = np.zeros((buffers, n1))
@@ -156,13 +175,19 @@ class BlockMeters:
         self._kz_m[:] = self._ck_kz_m[slot]
 
     def measure(self, j: int, strips: np.ndarray, stereo: np.ndarray, gains: np.ndarray, out: np.ndarray,
-                strip_gain: np.ndarray, master_gain: float) -> None:
+                strip_gain: np.ndarray, master_gain: float, wet: np.ndarray | None = None) -> None:
         """Meter block ``j``: ``strips (N, 2, block)`` after the compressors with output ``gains (N, 2)``
-        (fader x pan), ``out (block, 2)`` as heard; smallest compressor gains of strips and master."""
+        (fader x pan), ``out (block, 2)`` as heard; smallest compressor gains of strips and master;
+        ``wet (2, block)`` the FX return's output (None: the reverb rested, silence)."""
         n, b = self.n_tracks, self.block
         _meter_strips(strips, stereo, gains, b, self._ks, self._kz_s, self._pk[:n], self._sq[:n],
                       self._kp[:n])
         self._kp[n] = _meter_frames(out, b, self._ks, self._kz_m, self._pk[n], self._sq[n])
+        if wet is None:
+            self._pk[n + 1] = 0.0
+            self._sq[n + 1] = 0.0
+        else:
+            _meter_plain(wet, b, self._pk[n + 1], self._sq[n + 1])
         h = j % self._hist_sq.shape[0]
         self._hist_sq[h] = self._sq
         self._hist_k[h] = self._kp
@@ -188,6 +213,9 @@ class BlockMeters:
         if p < 0:
             n1 = self.n_tracks + 1
             floor = np.full((n1, 2), METER_FLOOR)
-            return Meters(floor, floor.copy(), floor[:, 0].copy(), floor[:, 0].copy(), np.zeros(n1), position)
-        return Meters(self._peak[p].copy(), self._rms[p].copy(), self._mom[p].copy(), self._short[p].copy(),
-                      self._gain_red[p].copy(), position)
+            return Meters(floor, floor.copy(), floor[:, 0].copy(), floor[:, 0].copy(), np.zeros(n1), position,
+                          floor[0].copy(), floor[0].copy())
+        n1 = self.n_tracks + 1
+        peak, rms = self._peak[p], self._rms[p]
+        return Meters(peak[:n1].copy(), rms[:n1].copy(), self._mom[p].copy(), self._short[p].copy(),
+                      self._gain_red[p].copy(), position, peak[n1].copy(), rms[n1].copy())

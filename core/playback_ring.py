@@ -3,8 +3,8 @@
 Two halves of :class:`core.playback.Player`'s ring (see :mod:`core.playback` for the threads):
 
 * :class:`Lane` -- one console being played (A, or a console as B): its streaming engine and, per ring
-  slot, every track's output after its compressor and a checkpoint of the engine's state at the
-  block's start, so that an edit re-renders only what it changes. The reverb's state (several MB) is
+  slot, every track's output after its compressor, the FX return's wet output (for its meter) and a
+  checkpoint of the engine's state at the block's start, so that an edit re-renders only what it changes. The reverb's state (several MB) is
   checkpointed every few blocks instead, with the send bus of each block: going back to a block
   restores the checkpoint before it and feeds the reverb the blocks in between again;
 * :class:`BlockRing` -- the finished blocks as the audio callback reads them, published without locks.
@@ -35,6 +35,9 @@ class Lane:
         self.snapshot = snapshot
         self.cache = np.zeros((slots, n, 2, block), np.float32)
         self.out = np.zeros((slots, 2, block), np.float32)
+        # the FX return's output per slot, as it reaches the master bus (wet_on False: the reverb rested)
+        self.wet = np.zeros((slots, 2, block))
+        self.wet_on = np.zeros(slots, bool)
         self.ck = [EngineState(n) for _ in range(slots)]
         self.mixed_with: list[Snapshot] = [snapshot] * slots
         self.mixed_block = np.full(slots, -1, np.int64)
@@ -126,6 +129,10 @@ class Lane:
         self.fx_clock[k] = clock
         if fed is not None:
             self.fx_in[k, :, :n] = fed
+        wet = self.con.fx.wet
+        self.wet_on[slot] = wet is not None
+        if wet is not None:
+            self.wet[slot, :, :n] = wet
         self.mixed_with[slot] = self.snapshot
         self.mixed_block[slot] = j
         self.front = j + 1

@@ -38,7 +38,7 @@ def reference_gain_db(stems: np.ndarray, stereo: np.ndarray, sample_rate: int, s
     a, b = region
     n_tracks = stems.shape[0]
     con = StreamingConsole(stems, stereo, sample_rate, snapshot.track, snapshot.master,
-                           mute=snapshot.mute, solo=snapshot.solo)
+                           mute=snapshot.mute, solo=snapshot.solo, fx_mute=snapshot.fx_mute)
     cache = np.empty((n_tracks, 2, _CHUNK), np.float32)
     mix = np.empty((2, b - a), np.float32)
     passes = 2 if looped else 1

@@ -6,7 +6,7 @@ A ``.stylemix`` file is what the desktop app opens and saves::
      "stems": [{"name": "bass", "file": "stems/bass.flac", "stereo": false, "mute": false,
                 "solo": false, "params": {…}, "predicted": {…}, "locks": ["gain_db", …]}],
      "reference": "ref.flac",
-     "master": {…}, "master_predicted": {…}, "master_locks": […],
+     "master": {…}, "master_predicted": {…}, "master_locks": […], "fx_mute": false,
      "loop": [4.0, 12.0], "strength": {"level": 1.0, "eq": 1.0, …}}
 
 Audio paths are stored relative to the session file's folder (so a session folder can be moved or
@@ -91,6 +91,7 @@ class Session:
     loop: tuple[float, float] | None = None
     strength: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STRENGTH_GROUPS, 1.0))
     sample_rate: int = 44100
+    fx_mute: bool = False  # the FX return muted (UI state like a strip's mute; absent in older files)
     path: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -177,7 +178,7 @@ class Session:
                "sample_rate": int(self.sample_rate), "stems": stems,
                "reference": _store_path(self.reference, base_dir) if self.reference else None,
                "master": values_json(MASTER, self.params.master),
-               "master_locks": _lock_keys(MASTER, self.lock_master),
+               "master_locks": _lock_keys(MASTER, self.lock_master), "fx_mute": bool(self.fx_mute),
                "loop": list(self.loop) if self.loop else None,
                "strength": {g: float(self.strength.get(g, 1.0)) for g in STRENGTH_GROUPS}}
         if self.predicted is not None:
@@ -328,6 +329,7 @@ def from_json(doc, base_dir: str, where: str = "session") -> Session:
                                 sample_rate=sr)
     s.lock_tracks = np.array(locks, dtype=bool).reshape(-1, len(TRACK))
     s.lock_master = rd.locks(MASTER, doc.get("master_locks"), "master")
+    s.fx_mute = rd.flag(doc, "fx_mute", "FX return")
     ref = doc.get("reference")
     s.reference = _load_path(ref, base_dir) if isinstance(ref, str) and ref else None
     s.loop = _read_loop(doc.get("loop"), rd)

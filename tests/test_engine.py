@@ -415,3 +415,57 @@ def test_reverb_edit_while_streaming_is_heard_without_a_click():
     assert edge <= 1.2 * steady
     assert np.abs(after[0, 1024:] - after[1, 1024:]).max() < 1e-6  # width 0 after the cross-fade: L == R ...
     assert np.abs(before[0] - before[1]).max() > 1e-3  # ... and not before
+
+
+def test_muted_return_mixes_the_dry_console_and_keeps_its_level():
+    """Sends open, the FX return muted: the mix is bit-identical to the one with every send off; the
+    return level keeps its value (only the gain into the master bus is 0)."""
+    rng = np.random.default_rng(11)
+    stems, stereo = make_stems(3, seconds=0.6, seed=11)
+    tp, mp = random_params(rng, 3)
+    tp[:, TRACK.index("send_db")] = 0.0
+    mp[MASTER.index("reverb_return_db")] = 6.0
+    dry = tp.copy()
+    dry[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    ref = render_stream(stems, stereo, dry, mp, SR, threads=1, block=1000)
+    muted = render_stream(stems, stereo, tp, mp, SR, fx_mute=True, threads=1, block=1000)
+    np.testing.assert_array_equal(muted, ref)
+    wet = render_stream(stems, stereo, tp, mp, SR, threads=1, block=1000)
+    assert err_db(wet, ref) > -40  # unmuted, the reverb is part of the mix
+    snap = Snapshot.build(tp, mp, SR, stereo, fx_mute=True)
+    assert snap.return_gain == 0.0 and snap.master[MASTER.index("reverb_return_db")] == 6.0
+    # every way of deriving a snapshot keeps the mute; replace() changes it
+    assert snap.edit([(-1, "reverb_return_db", 3.0)]).return_gain == 0.0
+    assert snap.edit([(0, "send_db", -6.0)]).fx_mute and snap.replace(mute=[True, False, False]).fx_mute
+    unmuted = snap.replace(fx_mute=False)
+    assert not unmuted.fx_mute and unmuted.return_gain == pytest.approx(10 ** (6 / 20))
+
+
+def test_return_mute_while_streaming_fades_out_without_a_click():
+    """Muting the return between two blocks of a tone through an open send: no jump at the edit (the
+    return's gain ramps like a return-level change), the reverb's output (``fx.wet``) is exactly 0
+    after the ramp and the output is the dry console's; unmuting brings the ringing reverb back."""
+    n = SR
+    t = np.arange(n) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
+    stems = np.stack([np.stack([tone, tone])])
+    tp = np.tile(TRACK.defaults(), (1, 1))
+    tp[:, TRACK.index("send_db")] = 0.0
+    mp = MASTER.defaults()
+    mp[MASTER.index("reverb_return_db")] = 6.0
+    con = StreamingConsole(stems, [False], SR, tp, mp)
+    before = np.concatenate([con.process(512).copy() for _ in range(40)], axis=1)
+    assert np.abs(con.fx.wet).max() > 0.05
+    con.set_params(fx_mute=True)
+    after = np.concatenate([con.process(512).copy() for _ in range(10)], axis=1)
+    steady = np.abs(np.diff(before[:, -4096:], axis=1)).max()
+    edge = np.abs(np.diff(np.concatenate([before[:, -64:], after[:, :2048]], axis=1), axis=1)).max()
+    assert edge <= 1.2 * steady
+    assert not con.fx.wet.any()
+    dry_tp = tp.copy()
+    dry_tp[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    dry = render_stream(stems, [False], dry_tp, mp, SR, threads=1)
+    np.testing.assert_allclose(after[:, 1024:], dry[:, 40 * 512 + 1024:50 * 512], rtol=0, atol=1e-6)
+    con.set_params(fx_mute=False)
+    con.process(1024)
+    assert np.abs(con.fx.wet).max() > 0.05  # the tail kept ringing while muted

@@ -68,6 +68,22 @@ def test_float_export_equals_the_engine_exactly(tmp_path):
     np.testing.assert_array_equal(data.T, render_stream(stems, stereo, tp, mp, SR, threads=1))
 
 
+def test_export_with_the_fx_return_muted_is_the_mix_with_sends_off(tmp_path):
+    stems, stereo = _stems(seed=2)
+    tp, mp = _params(2)
+    tp[:, TRACK.index("send_db")] = 0.0
+    mp[MASTER.index("reverb_return_db")] = 6.0
+    dry = tp.copy()
+    dry[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    out = {}
+    for name, params, fx_mute in (("muted", tp, True), ("dry", dry, False), ("wet", tp, False)):
+        export_mix(stems, params, mp, SR, tmp_path / f"{name}.wav", bits="32f", stereo=stereo, threads=2,
+                   fx_mute=fx_mute)
+        out[name], _ = sf.read(str(tmp_path / f"{name}.wav"), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(out["muted"], out["dry"])
+    assert np.abs(out["wet"] - out["dry"]).max() > 1e-2  # unmuted, the reverb is in the file
+
+
 def test_loudness_target_and_true_peak_ceiling(tmp_path):
     stems, stereo = _stems(seconds=3.0, seed=2)
     tp, mp = _params(2)

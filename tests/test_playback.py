@@ -26,6 +26,7 @@ from core.playback import (
     Player,
     check_audio,
 )
+from core.playback_meters import METER_FLOOR, RMS_S
 
 SR = 44100
 
@@ -446,6 +447,51 @@ def test_meters_follow_the_playhead():
     assert m.short_term_lufs[2] == pytest.approx(m.momentary_lufs[2], abs=0.5)
     assert m.position == p.position
 
+
+
+def test_fx_return_meter_and_mute():
+    """The FX return's meter: at the floor while every send is off; with a send open on a tone it reads
+    the reverb's output of the block played (as the offline console computes it); muted, the return
+    adds nothing (the output is the dry console's) and its meter falls to the floor."""
+    n = 3 * SR
+    t = np.arange(n) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    stems = np.stack([np.stack([tone, tone])])
+    tp = np.tile(TRACK.defaults(), (1, 1))
+    mp = MASTER.defaults()
+    b = 512
+    with _player(stems, [False], tp, mp, block=b) as p:
+        p.play()
+        pump(p, 20)
+        m = p.meters()
+        assert (m.fx_peak_db == METER_FLOOR).all() and (m.fx_rms_db == METER_FLOOR).all()
+        assert (m.peak_db[1] > -10).all()  # the master does play
+    tp[:, TRACK.index("send_db")] = 0.0
+    con = StreamingConsole(stems, [False], SR, tp, mp)  # the same console offline, its wet blocks kept
+    wet = []
+    for _ in range(80):
+        con.process(b)
+        wet.append(con.fx.wet.copy())
+    with _player(stems, [False], tp, mp, block=b) as p:
+        p.play()
+        pump(p, 80)
+        m = p.meters()
+        w = wet[79]
+        assert m.fx_peak_db == pytest.approx(20 * np.log10(np.abs(w).max(axis=1)), abs=1e-6)
+        k = round(RMS_S * SR / b)
+        ms = np.mean(np.concatenate(wet[80 - k:], axis=1) ** 2, axis=1)
+        assert m.fx_rms_db == pytest.approx(10 * np.log10(ms), abs=1e-6)
+        assert (m.fx_rms_db > -40).all()
+        p.set_fx_mute(True)
+        assert p.snapshot.fx_mute and p.wait_idle()
+        out = pump(p, 40)
+        m = p.meters()
+        assert (m.fx_peak_db == METER_FLOOR).all() and (m.fx_rms_db == METER_FLOOR).all()
+    dry_tp = tp.copy()
+    dry_tp[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    dry = render_stream(stems, [False], dry_tp, mp, SR)
+    # from the second block after the edit (the first was queued, then the return's ramp) the dry mix
+    np.testing.assert_allclose(out[:, 2 * b:], dry[:, 82 * b:120 * b], rtol=0, atol=1e-6)
 
 def test_underruns_are_counted():
     stems, stereo = _stems(2, seconds=0.2)

@@ -86,6 +86,26 @@ def test_round_trip_keeps_everything_with_relative_paths(tmp_path):
     assert back.missing() == []
 
 
+
+def test_fx_return_mute_round_trips_and_is_off_in_older_files(tmp_path):
+    s = _session(tmp_path / "proj")
+    assert not s.fx_mute
+    s.fx_mute = True
+    path = tmp_path / "proj" / "song.stylemix"
+    save_session(path, s)
+    doc = json.loads(path.read_text())
+    assert doc["fx_mute"] is True
+    assert load_session(path).fx_mute is True
+    recovered = recover_autosave(write_autosave(s))
+    assert recovered.fx_mute is True
+    del doc["fx_mute"]  # a file written before the return had a mute
+    path.write_text(json.dumps(doc))
+    back = load_session(path)
+    assert back.fx_mute is False and back.warnings == []
+    path.write_text(json.dumps(doc | {"fx_mute": None}))
+    back = load_session(path)  # not true/false: unmuted, said so
+    assert back.fx_mute is False and any("FX return" in w and "fx_mute" in w for w in back.warnings)
+
 def test_moved_folder_still_finds_its_audio(tmp_path):
     s = _session(tmp_path / "a")
     save_session(tmp_path / "a" / "x.stylemix", s)
@@ -252,6 +272,7 @@ def test_version_1_session_migrates_with_sends_off(tmp_path):
 
     back = load_session(path)
     assert back.warnings == []  # a known earlier version: migrated, not "another console"
+    assert back.fx_mute is False  # the return unmuted
     send = TRACK.index("send_db")
     assert np.all(back.params.tracks[:, send] == TRACK["send_db"].min)  # off
     assert np.all(back.predicted.tracks[:, send] == TRACK["send_db"].min)
