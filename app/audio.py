@@ -41,15 +41,16 @@ class AudioEngine:
         return self.reason is None
 
     # -- material ------------------------------------------------------------------------------------------
-    def load(self, inputs, params: MixParams, mute, solo) -> None:
-        """A new engine for these stems (the track count or audio changed)."""
+    def load(self, inputs, params: MixParams, mute, solo, fx_mute: bool = False) -> None:
+        """A new engine for these stems (the track count or audio changed); ``fx_mute``: the FX return
+        muted."""
         from core.playback import Player
 
         self.close()
         self.sample_rate = inputs.sample_rate
         self.player = Player(inputs.stems, inputs.stereo, inputs.sample_rate, params.tracks, params.master,
                              audio=self.available and not self.external_clock, device=self.device)
-        self.player.set_params(mute=np.asarray(mute, bool), solo=np.asarray(solo, bool))
+        self.player.set_params(mute=np.asarray(mute, bool), solo=np.asarray(solo, bool), fx_mute=bool(fx_mute))
 
     def close(self) -> None:
         if self.player is not None:
@@ -61,11 +62,11 @@ class AudioEngine:
         return self.player is not None
 
     # -- parameters ------------------------------------------------------------------------------------------
-    def set_params(self, params: MixParams, mute, solo) -> None:
+    def set_params(self, params: MixParams, mute, solo, fx_mute: bool = False) -> None:
         """Every model change arrives here; the engine swaps in a new immutable snapshot."""
         if self.player is not None:
             self.player.set_params(params.tracks, params.master, np.asarray(mute, bool),
-                                   np.asarray(solo, bool))
+                                   np.asarray(solo, bool), bool(fx_mute))
 
     def set_value(self, track: int, key: str, value: float) -> None:
         """One control (track -1: master) changed: only it is designed again."""

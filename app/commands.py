@@ -122,6 +122,20 @@ class SetFlag(QUndoCommand):
         self.model.raw_set_flag(self.track, self.flag, not self.on)
 
 
+class SetFxMute(QUndoCommand):
+    """Mute of the FX return."""
+
+    def __init__(self, model, on: bool):
+        super().__init__(f"{'Mute' if on else 'Unmute'} FX return")
+        self.model, self.on = model, on
+
+    def redo(self) -> None:
+        self.model.raw_set_fx_mute(self.on)
+
+    def undo(self) -> None:
+        self.model.raw_set_fx_mute(not self.on)
+
+
 class InsertStrips(QUndoCommand):
     """Add strips (dropped files); undo removes them again. Audio stays cached in the model."""
 

@@ -71,7 +71,7 @@ class ConsoleView(QWidget):
         m.lockChanged.connect(lambda t, k, on: self._strip(t).refresh(k))
         m.consoleReset.connect(self.refresh_all)
         m.predictedChanged.connect(self.refresh_all)
-        m.flagChanged.connect(lambda t: self.strips[t].refresh_flags())
+        m.flagChanged.connect(lambda t: self._strip(t).refresh_flags())
         m.stripsChanged.connect(self.rebuild)
         m.sessionChanged.connect(self.rebuild)
         m.audioChanged.connect(self._refresh_flags)
@@ -107,7 +107,7 @@ class ConsoleView(QWidget):
         self.master.refresh()
 
     def _refresh_flags(self) -> None:
-        for s in self.strips:
+        for s in [*self.strips, self.master]:
             s.refresh_flags()
 
     def set_compact(self, on: bool) -> None:
@@ -117,7 +117,7 @@ class ConsoleView(QWidget):
 
     # -- meters -----------------------------------------------------------------------------------------
     def show_meters(self, meters) -> None:
-        """``core.playback.Meters``: rows 0..N-1 strips, row N the master."""
+        """``core.playback.Meters``: rows 0..N-1 strips, row N the master; the FX return's apart."""
         n = len(self.strips)
         if meters.peak_db.shape[0] != n + 1:
             return
@@ -125,6 +125,7 @@ class ConsoleView(QWidget):
             s.set_meters(meters.peak_db[i], meters.rms_db[i], meters.gain_reduction_db[i])
         self.master.set_meters(meters.peak_db[n], meters.rms_db[n], meters.gain_reduction_db[n])
         self.master.set_loudness(M=float(meters.momentary_lufs[n]), S=float(meters.short_term_lufs[n]))
+        self.master.set_fx_meters(meters.fx_peak_db, meters.fx_rms_db)
 
     def clear_meters(self) -> None:
         for s in [*self.strips, self.master]:

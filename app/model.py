@@ -35,7 +35,7 @@ class MixModel(QObject):
     consoleReset = Signal()  # many values (and maybe the prediction) changed at once
     stripsChanged = Signal()  # strips added or removed: views rebuild
     lockChanged = Signal(int, str, bool)
-    flagChanged = Signal(int)  # mute/solo of a strip
+    flagChanged = Signal(int)  # mute/solo of a strip; MASTER_TRACK: the FX return's mute
     predictedChanged = Signal()
     referenceChanged = Signal()
     loopChanged = Signal()
@@ -178,6 +178,11 @@ class MixModel(QObject):
         if getattr(self.session.stems[track], flag) != bool(on):
             self.undo.push(commands.SetFlag(self, track, flag, bool(on)))
 
+    def set_fx_mute(self, on: bool) -> None:
+        """Mute the FX return (the reverb adds nothing to the master bus; its return level is kept)."""
+        if self.session.fx_mute != bool(on):
+            self.undo.push(commands.SetFxMute(self, bool(on)))
+
     def add_stems(self, stems: list[Stem], rows: np.ndarray, audio: dict) -> None:
         """Append strips whose audio has been read (``rows``: their parameters, trims set)."""
         self.audio.update(audio)
@@ -292,6 +297,11 @@ class MixModel(QObject):
     def raw_set_flag(self, track: int, flag: str, on: bool) -> None:
         setattr(self.session.stems[track], flag, on)
         self.flagChanged.emit(track)
+        self.modified.emit()
+
+    def raw_set_fx_mute(self, on: bool) -> None:
+        self.session.fx_mute = bool(on)
+        self.flagChanged.emit(MASTER_TRACK)
         self.modified.emit()
 
     def raw_insert(self, index, stems, rows, pred, locks) -> None:

@@ -63,7 +63,7 @@ class PlaybackController(QObject):
         s = self.model.session
         if self._session is not s:  # another session: its saved loop region starts enabled
             self._session, self.loop_on = s, s.loop is not None
-        self.engine.load(inputs, s.params, s.mute, s.solo)
+        self.engine.load(inputs, s.params, s.mute, s.solo, s.fx_mute)
         self._apply_loop()
         self.engine.seek(pos)
         if self.source != "mix" and not self.can_hear(self.source):
@@ -76,7 +76,7 @@ class PlaybackController(QObject):
     def push(self) -> None:
         s = self.model.session
         if self.engine.loaded and len(s.stems) == self.engine.player.n_tracks:
-            self.engine.set_params(s.params, s.mute, s.solo)
+            self.engine.set_params(s.params, s.mute, s.solo, s.fx_mute)
             if self.source == "predicted":
                 self._match_timer.start()
 

@@ -296,7 +296,7 @@ class ChannelStrip(StripBase):
 class MasterStrip(StripBase):
     """The master bus: EQ, compressor, fader, and loudness readouts (M, S, I, true peak); beside them the
     FX return (the shared reverb every send feeds, returned into the master bus), its controls in a
-    column."""
+    column, under them its mute and its meter (the return as it reaches the master bus)."""
 
     def __init__(self, model, parent=None):
         super().__init__(model, MASTER_TRACK, MASTER, parent)
@@ -322,6 +322,11 @@ class MasterStrip(StripBase):
         self.setFixedWidth(STRIP_WIDTH + 10 + RETURN_WIDTH + 4)
         self.refresh()
 
+    def refresh(self, key: str | None = None) -> None:
+        super().refresh(key)
+        if key is None:
+            self.refresh_flags()
+
     def _return_section(self) -> Section:
         """The FX return: the reverb's controls (schema group ``reverb``) stacked, with the group's lock."""
         sec = Section(schema_group("reverb").title, self._lock("reverb", "the FX return (reverb)"))
@@ -329,8 +334,32 @@ class MasterStrip(StripBase):
         sec.setToolTip("FX return: the shared reverb that every track's send feeds, into the master bus")
         for key in self.keys_of("reverb"):
             sec.body.addWidget(self._knob(key))
-        sec.body.addStretch(1)
+        row = QHBoxLayout()
+        row.setSpacing(2)
+        self.fx_mute = QToolButton(text="M", checkable=True, objectName="mute")
+        self.fx_mute.setToolTip("Mute the FX return: the reverb adds nothing to the master bus "
+                                "(its return level is kept)")
+        self.fx_mute.setFixedSize(20, 18)
+        self.fx_mute.clicked.connect(lambda on: self.model.set_fx_mute(on))
+        row.addWidget(self.fx_mute, 0, Qt.AlignTop)
+        self.fx_meter = LevelMeter()
+        self.fx_meter.setMinimumHeight(48)
+        self.fx_meter.setToolTip("FX return level (dBFS) as it reaches the master bus, after the return "
+                                 "level and mute: RMS bar, peak line, peak hold; the top light shows "
+                                 "clipping (click to clear)")
+        row.addWidget(self.fx_meter, 1)
+        sec.body.addLayout(row, 1)
         return sec
+
+    def refresh_flags(self) -> None:
+        self.fx_mute.setChecked(self.model.session.fx_mute)
+
+    def set_fx_meters(self, peak_db, rms_db) -> None:
+        self.fx_meter.set_levels(peak_db, rms_db)
+
+    def clear_meters(self) -> None:
+        super().clear_meters()
+        self.fx_meter.reset()
 
     def _loudness(self) -> QFrame:
         box = Section("LOUDNESS", None)

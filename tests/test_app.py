@@ -832,6 +832,58 @@ def test_export_dialog_writes_mix_and_stems(qtbot, sync_window, sync_tasks, tmp_
     dlg.close()
 
 
+
+def test_fx_return_mute_and_meter(qtbot, sync_window, sync_tasks, tmp_path, monkeypatch):
+    """The REVERB column's mute: heard (the engine's snapshot), undoable, saved, passed to export;
+    its meter shows the return's levels from the player's meters."""
+    import dataclasses
+
+    import app.export_dialog as export_dialog
+    from app.widgets.meters import FLOOR_DB
+
+    window = sync_window
+    path = _demo_copy(tmp_path)
+    _open_demo(qtbot, window, path)
+    m, master = window.model, window.console.master
+    level = m.value(-1, "reverb_return_db")
+    assert not master.fx_mute.isChecked() and not window.engine.snapshot.fx_mute
+    master.fx_mute.click()
+    assert m.session.fx_mute and master.fx_mute.isChecked() and window.engine.snapshot.fx_mute
+    assert m.value(-1, "reverb_return_db") == level and window.engine.snapshot.return_gain == 0.0
+    assert m.dirty
+    m.undo.undo()
+    assert not m.session.fx_mute and not master.fx_mute.isChecked() and not window.engine.snapshot.fx_mute
+    m.undo.redo()
+    assert m.session.fx_mute and master.fx_mute.isChecked() and window.engine.snapshot.fx_mute
+    # the meter follows the player's meters, and clears
+    meters = dataclasses.replace(window.engine.player.meters(), fx_peak_db=np.array([-12.0, -15.0]),
+                                 fx_rms_db=np.array([-20.0, -24.0]))
+    window.console.show_meters(meters)
+    assert master.fx_meter.peak.tolist() == [-12.0, -15.0] and master.fx_meter.rms.tolist() == [-20.0, -24.0]
+    window.console.clear_meters()
+    assert (master.fx_meter.peak == FLOOR_DB).all()
+    # export takes the mute
+    calls = []
+    real = export_dialog.export_mix
+    monkeypatch.setattr(export_dialog, "export_mix", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    dlg = window.open_export()
+    dlg.path.setText(str(tmp_path / "mix.wav"))
+    dlg.start()
+    sync_tasks.run_pending()
+    assert dlg.error is None and calls and calls[0]["fx_mute"] is True
+    dlg.close()
+    # saved and opened again: still muted
+    out = tmp_path / "demo" / "muted.stylemix"
+    assert window.save_as(str(out))
+    assert json.loads(out.read_text())["fx_mute"] is True
+    other = _make_window(qtbot)
+    try:
+        _open_demo(qtbot, other, out)
+        assert other.model.session.fx_mute and other.console.master.fx_mute.isChecked()
+        assert other.engine.snapshot.fx_mute
+    finally:
+        other.shutdown()
+
 # --- command line ----------------------------------------------------------------------------------------
 
 def test_screenshot_command(qtbot, tmp_path, monkeypatch):
