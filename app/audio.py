@@ -50,7 +50,8 @@ class AudioEngine:
         self.sample_rate = inputs.sample_rate
         self.player = Player(inputs.stems, inputs.stereo, inputs.sample_rate, params.tracks, params.master,
                              audio=self.available and not self.external_clock, device=self.device)
-        self.player.set_params(mute=np.asarray(mute, bool), solo=np.asarray(solo, bool), fx_mute=bool(fx_mute))
+        self.player.set_params(mute=np.asarray(mute, bool), solo=np.asarray(solo, bool),
+                               fx_mute=bool(fx_mute))
 
     def close(self) -> None:
         if self.player is not None:

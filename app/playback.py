@@ -201,12 +201,12 @@ class PlaybackController(QObject):
         inputs, s = self.model.inputs, self.model.session
         if inputs is None or s.predicted is None:
             return
-        cur, pred, mute, solo = s.params.copy(), s.predicted.copy(), s.mute, s.solo
+        cur, pred, mute, solo, fx_mute = s.params.copy(), s.predicted.copy(), s.mute, s.solo, s.fx_mute
         region = s.loop
 
-        def job(task):
-            a = measure.render(inputs, cur, mute, solo, region)
-            b = measure.render(inputs, pred, mute, solo, region)
+        def job(task):  # as heard: B follows A's mutes, the FX return's too
+            a = measure.render(inputs, cur, mute, solo, region, fx_mute)
+            b = measure.render(inputs, pred, mute, solo, region, fx_mute)
             return measure.loudness_gain_db(a, b, inputs.sample_rate)
 
         self.runner.run("match", job, on_done=self._matched)

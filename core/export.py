@@ -180,8 +180,8 @@ def render_track(console: StreamingConsole, t: int, block: int = _STEM_BLOCK) ->
 def export_mix(stems, track_params, master_params, sr: int, out_path, fmt: str | None = None,
                bits: str = "24", loudness_lufs: float | None = None, ceiling_dbtp: float | None = None,
                stems_dir=None, progress=None, *, stereo=None, names=None, mute=None, solo=None,
-               fx_mute: bool = False, threads: int | None = None, measure: bool = True, stem_files: Iterable = (),
-               protect: Iterable = (), group: WriteGroup | None = None,
+               fx_mute: bool = False, threads: int | None = None, measure: bool = True,
+               stem_files: Iterable = (), protect: Iterable = (), group: WriteGroup | None = None,
                temp_folder: str | None = None) -> ExportResult:
     """Render the mix with the streaming console and write it (and optionally each processed stem).
 

@@ -93,11 +93,12 @@ def region_frames(region: tuple[float, float] | None, sr: int, total: int) -> tu
     return a, b
 
 
-def render(inputs, params, mute=None, solo=None, region=None) -> np.ndarray:
-    """The mix over ``region`` (seconds) by the streaming console: (2, T) float32."""
+def render(inputs, params, mute=None, solo=None, region=None, fx_mute: bool = False) -> np.ndarray:
+    """The mix over ``region`` (seconds) by the streaming console: (2, T) float32 (``fx_mute``: the FX
+    return muted)."""
     a, b = region_frames(region, inputs.sample_rate, inputs.frames)
     return render_stream(inputs.section(a, b), inputs.stereo, params.tracks, params.master,
-                         inputs.sample_rate, mute=mute, solo=solo, threads=2)
+                         inputs.sample_rate, mute=mute, solo=solo, fx_mute=fx_mute, threads=2)
 
 
 def envelope(x: np.ndarray, points: int = ENVELOPE_POINTS) -> tuple[np.ndarray, np.ndarray]:

@@ -4,9 +4,10 @@ Two halves of :class:`core.playback.Player`'s ring (see :mod:`core.playback` for
 
 * :class:`Lane` -- one console being played (A, or a console as B): its streaming engine and, per ring
   slot, every track's output after its compressor, the FX return's wet output (for its meter) and a
-  checkpoint of the engine's state at the block's start, so that an edit re-renders only what it changes. The reverb's state (several MB) is
-  checkpointed every few blocks instead, with the send bus of each block: going back to a block
-  restores the checkpoint before it and feeds the reverb the blocks in between again;
+  checkpoint of the engine's state at the block's start, so that an edit re-renders only what it
+  changes. The reverb's state (several MB) is checkpointed every few blocks instead, with the send
+  bus of each block: going back to a block restores the checkpoint before it and feeds the reverb the
+  blocks in between again;
 * :class:`BlockRing` -- the finished blocks as the audio callback reads them, published without locks.
 """
 
