@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -40,6 +41,8 @@ from . import theme
 _DEBOUNCE_MS = 400
 #: The decay view waits this long after the last edit of the reverb before recomputing.
 _DECAY_DEBOUNCE_MS = 120
+#: How often the GUI thread looks for the decay curves being computed.
+_DECAY_POLL_MS = 15
 #: Decay plot: y range (dB) and the colour of each band's curve.
 _DECAY_FLOOR_DB = -70.0
 _DECAY_COLOURS = {"broadband": theme.TEXT, "low": theme.BAND_COLOURS[1], "mid": theme.BAND_COLOURS[3],
@@ -359,18 +362,22 @@ class AnalysisController(QObject):
 
 
 class DecayController(QObject):
-    """Recomputes the reverb's decay curves (:func:`core.decay.decay_curves`) in the background a moment
-    after the return's controls or the sends change; emits ``updated(curves, sends_on)``.
+    """Recomputes the reverb's decay curves (:func:`core.decay.decay_curves`) a moment after the return's
+    controls or the sends change; emits ``updated(curves, sends_on)``.
 
-    Edits elsewhere on the console change neither and cost a comparison of a few numbers."""
+    The curves are computed on a thread of their own (tens of milliseconds for a long decay), which
+    touches no Qt object: the GUI thread polls for its answer. They do not queue behind the analysis,
+    Predict or export jobs of the window's task runner. Edits elsewhere on the console change neither
+    the curves nor the sends and cost a comparison of a few numbers."""
 
     updated = Signal(object, bool)
 
-    def __init__(self, model, runner, parent=None):
+    def __init__(self, model, parent=None):
         super().__init__(parent)
-        self.model, self.runner = model, runner
+        self.model = model
         self._timer = QTimer(self, singleShot=True, interval=_DECAY_DEBOUNCE_MS, timeout=self.run_now)
-        self._running = False
+        self._poll = QTimer(self, interval=_DECAY_POLL_MS, timeout=self._check)
+        self._job: dict | None = None  # the computation in flight: its setting, then its answer
         self._again = False
         self._shown: tuple | None = None  # what the last emitted curves were for
         self._curves: tuple[tuple, list[DecayCurve]] | None = None  # (setting, curves) cache
@@ -388,13 +395,17 @@ class DecayController(QObject):
         sends = tracks[:, TRACK.index("send_db")]
         return setting, bool(np.any(send_gain(sends) > 0))
 
+    @property
+    def busy(self) -> bool:
+        """A computation is in flight or an edit waits for the debounce."""
+        return self._job is not None or self._timer.isActive()
+
     def schedule(self) -> None:
-        setting, sends_on = self._state()
-        if (setting, sends_on) != self._shown:
+        if self._state() != self._shown:
             self._timer.start()
 
     def run_now(self) -> None:
-        if self._running:
+        if self._job is not None:
             self._again = True
             return
         setting, sends_on = self._state()
@@ -402,22 +413,29 @@ class DecayController(QObject):
             self._emit(setting, sends_on, self._curves[1])
             return
         params = RETURN.to_vector(dict(zip(_DECAY_KEYS, setting[:-1], strict=True)))
-        sample_rate = setting[-1]
+        job = self._job = {"setting": setting}
 
-        def job(task):
-            return setting, decay_curves(params, sample_rate)
+        def work():
+            try:
+                job["curves"] = decay_curves(params, setting[-1])
+            except Exception as exc:  # shown as no update; the next edit tries again
+                job["error"] = exc
+            job["done"] = True
 
-        self._running = True
-        self.runner.run("reverb decay", job, on_done=self._done, on_error=lambda *e: self._done(None))
+        threading.Thread(target=work, name="reverb decay", daemon=True).start()
+        self._poll.start()
 
-    def _done(self, out) -> None:
-        self._running = False
-        if out is not None:
-            setting, curves = out
-            self._curves = (setting, curves)
+    def _check(self) -> None:
+        job = self._job
+        if job is None or not job.get("done"):
+            return
+        self._poll.stop()
+        self._job = None
+        if "curves" in job:
+            self._curves = (job["setting"], job["curves"])
             current, sends_on = self._state()
-            self._emit(setting, sends_on, curves)
-            if current != setting:
+            self._emit(job["setting"], sends_on, job["curves"])
+            if current != job["setting"]:
                 self._again = True
         if self._again:
             self._again = False

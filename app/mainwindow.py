@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         self.playback = PlaybackController(self.model, self.engine, self.runner, self)
         self.predictor = PredictController(self.model, self.runner, self, load_model)
         self.analysis = AnalysisController(self.model, self.runner, self)
-        self.decay = DecayController(self.model, self.runner, self)
+        self.decay = DecayController(self.model, self)
         self.ask_unsaved = self._unsaved_dialog
         self.ask_recover = self._recover_dialog
         self.ask_relocate = self._relocate_dialog
