@@ -1003,3 +1003,9 @@ def test_reverb_decay_view_follows_the_decay_control_and_the_sends(qtbot, window
     window.model.edit(0, "send_db", -12.0)
     qtbot.waitUntil(lambda: "every send is off" not in panel.decay_title, timeout=30000)
     assert panel.decay_title == "Reverb decay (FX return)"
+    # the return level only scales the response: its curves stay, nothing is recomputed
+    shown = panel.decay_result
+    window.model.edit(-1, "reverb_return_db", -12.0)
+    assert not window.decay.busy
+    qtbot.wait(300)
+    assert panel.decay_result is shown
