@@ -7,15 +7,22 @@ and reference, and the report's terms as text (tonal deviation, worst octave and
 range, crest factor, loudness range, peak-to-loudness ratio, low end, air, loudness), mix beside
 reference. The numbers are :mod:`core.report`'s, the same as ``stylemix compare``.
 
+Below the terms, "Reverb decay (FX return)": the energy decay curves of the reverb's impulse response
+for the return's current controls (:func:`core.decay.decay_curves`: broadband and low / mid / high
+bands, dB against seconds, a dashed line at -60 dB) with each band's RT60 in the legend. When every
+send is off the title says so (the curves still show what the return would do).
+
 :class:`AnalysisController` re-measures in the background a moment after edits stop (one job at a
 time; a newer request replaces an older one), and also feeds the overview and the master strip's
-integrated loudness and true peak.
+integrated loudness and true peak. :class:`DecayController` recomputes the decay curves in the
+background a moment after the reverb's controls (or the sends) change.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -24,11 +31,30 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from core import measure
+from core.decay import DecayCurve, decay_curves
+from core.params import MASTER, RETURN, TRACK
 from core.report import AIR_HZ, CENTRES_HZ, LOW_END_HZ, WIDTH_RANGES, band_label, short_hz, smooth_bands
+from core.reverb import send_gain
 
 from . import theme
 
 _DEBOUNCE_MS = 400
+#: The decay view waits this long after the last edit of the reverb before recomputing.
+_DECAY_DEBOUNCE_MS = 120
+#: How often the GUI thread looks for the decay curves being computed.
+_DECAY_POLL_MS = 15
+#: Decay plot: y range (dB) and the colour of each band's curve.
+_DECAY_FLOOR_DB = -70.0
+_DECAY_COLOURS = {"broadband": theme.TEXT, "low": theme.BAND_COLOURS[1], "mid": theme.BAND_COLOURS[3],
+                  "high": theme.BAND_COLOURS[4]}
+#: The return's controls that shape its decay (all but the return level).
+_DECAY_KEYS = tuple(k for k in RETURN.keys if k != "reverb_return_db")
+_DECAY_HELP = (
+    "Energy decay (Schroeder backward integral, dB against seconds) of the reverb's impulse response\n"
+    "for the return's current settings, broadband and in three bands; each curve relative to its own\n"
+    "energy (the return level and the sends only scale it). RT60: the -5..-35 dB slope extrapolated\n"
+    "to -60 dB (dashed line).\n"
+    "The Decay control is the RT60 up to 1 kHz; HF decay shortens the high band's.")
 
 #: Half-width of the shaded tolerance band of the tonal-difference plot, dB.
 TOLERANCE_DB = 3.0
@@ -94,7 +120,15 @@ class AnalysisPanel(QWidget):
         self.terms.setToolTip(_TERMS_HELP)
         self.terms.setStyleSheet("font-size: 7.5pt;")
         lay.addWidget(self.terms)
+        self.decay = self._decay_plot()
+        lay.addWidget(self.decay, 2)
+        self.decay_legend = QLabel(textFormat=Qt.RichText, objectName="ctlLabel")
+        self.decay_legend.setWordWrap(True)
+        self.decay_legend.setToolTip(_DECAY_HELP)
+        lay.addWidget(self.decay_legend)
         self.result: measure.Analysis | None = None
+        self.decay_result: list[DecayCurve] | None = None
+        self.sends_on = False
 
     # -- plots -----------------------------------------------------------------------------------------------
     def _tonal_plot(self) -> pg.PlotWidget:
@@ -134,6 +168,56 @@ class AnalysisPanel(QWidget):
         self.mix_curve = plot.plot(pen=pg.mkPen(theme.MIX, width=1.5))
         plot.setMinimumHeight(80)
         return plot
+
+    def _decay_plot(self) -> pg.PlotWidget:
+        plot = pg.PlotWidget(background=theme.GROOVE)
+        pi = plot.getPlotItem()
+        for name in ("bottom", "left"):
+            ax = pi.getAxis(name)
+            ax.setStyle(tickFont=theme.small_font(7))
+            ax.setTextPen(theme.TEXT_DIM)
+        pi.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0, -20, -40, -60)],
+                                     [(v, "") for v in (-10, -30, -50)]])
+        pi.setMouseEnabled(False, False)
+        pi.setMenuEnabled(False)
+        pi.hideButtons()
+        pi.showGrid(x=True, y=True, alpha=0.15)
+        pi.setLabel("left", "dB")
+        ref = pg.mkPen(theme.TEXT_DIM, width=1, style=Qt.DashLine)
+        pi.addItem(pg.InfiniteLine(pos=-60.0, angle=0, pen=ref))  # the -60 dB that RT60 names
+        self.decay_curves = {}
+        for band, colour in _DECAY_COLOURS.items():
+            width = 2 if band == "broadband" else 1.5
+            self.decay_curves[band] = plot.plot(pen=pg.mkPen(colour, width=width))
+        pi.setYRange(_DECAY_FLOOR_DB, 3.0, padding=0)
+        pi.setTitle("Reverb decay (FX return)", color=theme.TEXT_DIM.name(), size="7pt")
+        self.decay_title = "Reverb decay (FX return)"
+        plot.setMinimumHeight(70)
+        return plot
+
+    def _set_decay_title(self, text: str) -> None:
+        self.decay_title = text
+        self.decay.getPlotItem().setTitle(text, color=theme.TEXT_DIM.name(), size="7pt")
+
+    def show_decay(self, curves: list[DecayCurve], sends_on: bool) -> None:
+        """Draw the reverb's decay curves (:func:`core.decay.decay_curves`); ``sends_on``: whether any
+        track feeds the return."""
+        self.decay_result, self.sends_on = curves, sends_on
+        end = 0.0
+        for c in curves:
+            self.decay_curves[c.band].setData(c.times_s, np.maximum(c.edc_db, _DECAY_FLOOR_DB))
+            end = max(end, float(c.times_s[-1]) if len(c.times_s) else 0.0)
+        self.decay.getPlotItem().setXRange(0.0, max(end, 0.05), padding=0.02)
+        self._set_decay_title("Reverb decay (FX return)" if sends_on else
+                              "Reverb decay (FX return) — every send is off")
+        items = []
+        for c in curves:
+            rt = "—" if math.isnan(c.rt60_s) else f"{c.rt60_s:.2f} s"
+            name = "all" if c.band == "broadband" else c.band
+            items.append(f"<span style='color:{_DECAY_COLOURS[c.band].name()}'>━ {name}</span> {rt}")
+        self.decay_legend.setText("RT60 &nbsp;" + " &nbsp; ".join(items))
+        bands = ", ".join(c.label for c in curves if c.band != "broadband")
+        self.decay_legend.setToolTip(f"{_DECAY_HELP}\nBands: {bands}.")
 
     # -- showing a result ------------------------------------------------------------------------------------
     def show_result(self, result: measure.Analysis) -> None:
@@ -275,3 +359,88 @@ class AnalysisController(QObject):
         if self._again:
             self._again = False
             self.run_now()
+
+
+class DecayController(QObject):
+    """Recomputes the reverb's decay curves (:func:`core.decay.decay_curves`) a moment after the return's
+    controls or the sends change; emits ``updated(curves, sends_on)``.
+
+    The curves are computed on a thread of their own (tens of milliseconds for a long decay), which
+    touches no Qt object: the GUI thread polls for its answer. They do not queue behind the analysis,
+    Predict or export jobs of the window's task runner. Edits elsewhere on the console change neither
+    the curves nor the sends and cost a comparison of a few numbers."""
+
+    updated = Signal(object, bool)
+
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self._timer = QTimer(self, singleShot=True, interval=_DECAY_DEBOUNCE_MS, timeout=self.run_now)
+        self._poll = QTimer(self, interval=_DECAY_POLL_MS, timeout=self._check)
+        self._job: dict | None = None  # the computation in flight: its setting, then its answer
+        self._again = False
+        self._shown: tuple | None = None  # what the last emitted curves were for
+        self._curves: tuple[tuple, list[DecayCurve]] | None = None  # (setting, curves) cache
+        model.modified.connect(self.schedule)
+        model.sessionChanged.connect(self.schedule)
+        model.consoleReset.connect(self.schedule)
+        self.schedule()
+
+    def _state(self) -> tuple[tuple, bool]:
+        s = self.model.session
+        master = np.asarray(s.params.master, dtype=np.float64)
+        # the return level only scales the curves: a change of it alone recomputes nothing
+        setting = tuple(float(master[MASTER.index(k)]) for k in _DECAY_KEYS) + (int(s.sample_rate),)
+        tracks = np.asarray(s.params.tracks, dtype=np.float64).reshape(-1, len(TRACK))
+        sends = tracks[:, TRACK.index("send_db")]
+        return setting, bool(np.any(send_gain(sends) > 0))
+
+    @property
+    def busy(self) -> bool:
+        """A computation is in flight or an edit waits for the debounce."""
+        return self._job is not None or self._timer.isActive()
+
+    def schedule(self) -> None:
+        if self._state() != self._shown:
+            self._timer.start()
+
+    def run_now(self) -> None:
+        if self._job is not None:
+            self._again = True
+            return
+        setting, sends_on = self._state()
+        if self._curves is not None and self._curves[0] == setting:
+            self._emit(setting, sends_on, self._curves[1])
+            return
+        params = RETURN.to_vector(dict(zip(_DECAY_KEYS, setting[:-1], strict=True)))
+        job = self._job = {"setting": setting}
+
+        def work():
+            try:
+                job["curves"] = decay_curves(params, setting[-1])
+            except Exception as exc:  # shown as no update; the next edit tries again
+                job["error"] = exc
+            job["done"] = True
+
+        threading.Thread(target=work, name="reverb decay", daemon=True).start()
+        self._poll.start()
+
+    def _check(self) -> None:
+        job = self._job
+        if job is None or not job.get("done"):
+            return
+        self._poll.stop()
+        self._job = None
+        if "curves" in job:
+            self._curves = (job["setting"], job["curves"])
+            current, sends_on = self._state()
+            self._emit(job["setting"], sends_on, job["curves"])
+            if current != job["setting"]:
+                self._again = True
+        if self._again:
+            self._again = False
+            self.run_now()
+
+    def _emit(self, setting: tuple, sends_on: bool, curves: list[DecayCurve]) -> None:
+        self._shown = (setting, sends_on)
+        self.updated.emit(curves, sends_on)

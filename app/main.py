@@ -116,10 +116,11 @@ def wait_until(app, condition, timeout: float = 60.0) -> bool:
 
 
 def settle(app, window, timeout: float = 120.0) -> bool:
-    """Wait for audio loading and analysis to finish, so a picture shows a complete window."""
+    """Wait for audio loading, the analysis and the reverb's decay curves, so a picture shows a complete
+    window."""
     ok = wait_until(app, lambda: not window.loading and not window.runner.busy, timeout)
     window.analysis.run_now()
-    return ok and wait_until(app, lambda: not window.runner.busy, timeout)
+    return ok and wait_until(app, lambda: not window.runner.busy and not window.decay.busy, timeout)
 
 
 def screenshot(app, window, out: str, size: tuple[int, int], predict: bool) -> int:

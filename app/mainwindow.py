@@ -45,7 +45,7 @@ from core.session import (
 )
 
 from . import theme
-from .analysis import AnalysisController, AnalysisPanel
+from .analysis import AnalysisController, AnalysisPanel, DecayController
 from .audio import AudioEngine
 from .audiodata import dc_notes, import_trim, load_files
 from .console import ConsoleView
@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self.playback = PlaybackController(self.model, self.engine, self.runner, self)
         self.predictor = PredictController(self.model, self.runner, self, load_model)
         self.analysis = AnalysisController(self.model, self.runner, self)
+        self.decay = DecayController(self.model, self)
         self.ask_unsaved = self._unsaved_dialog
         self.ask_recover = self._recover_dialog
         self.ask_relocate = self._relocate_dialog
@@ -212,6 +213,7 @@ class MainWindow(QMainWindow):
         self.transport.reference.referenceDropped.connect(self.set_reference_file)
         self.transport.reference.clicked.connect(self._reference_dialog)
         self.analysis.updated.connect(self._show_analysis)
+        self.decay.updated.connect(self.analysis_panel.show_decay)
         self.predictor.finished.connect(lambda ok, text: self.statusBar().showMessage(text, 10000))
         self.predictor.progress.connect(lambda d, t, text: self.statusBar().showMessage(text))
         self.predictor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))

@@ -1027,3 +1027,37 @@ def test_overview_shows_the_reference_while_ref_plays(qtbot, window):
     np.testing.assert_allclose(window.overview.hi.getData()[1], hi / max(np.abs(lo).max(), np.abs(hi).max()))
     window.playback.set_source("mix")
     np.testing.assert_allclose(window.overview.hi.getData()[1], mix_hi)
+
+
+def test_reverb_decay_view_follows_the_decay_control_and_the_sends(qtbot, window):
+    panel = window.analysis_panel
+    _open_demo(qtbot, window)  # an old session: every send off
+    qtbot.waitUntil(lambda: panel.decay_result is not None, timeout=30000)
+    assert panel.decay.isVisible() and panel.decay_legend.isVisible()
+    assert "every send is off" in panel.decay_title
+
+    def low_rt60():
+        return {c.band: c for c in panel.decay_result}["low"].rt60_s
+
+    for rt60 in (0.8, 4.0):
+        window.model.edit(-1, "reverb_rt60_s", rt60)
+        qtbot.waitUntil(lambda rt60=rt60: abs(low_rt60() - rt60) < 0.1 * rt60, timeout=30000)
+        x, y = panel.decay_curves["low"].getData()
+        # the drawn curve is the response's: 0 dB at the impulse, past -60 dB about the RT60 later
+        assert y[0] == pytest.approx(0.0, abs=1e-6)
+        pre = window.model.value(-1, "reverb_predelay_ms") / 1000
+        assert x[-1] == pytest.approx(pre + rt60, abs=0.01)
+        assert float(np.interp(60.0, -y, x)) == pytest.approx(pre + rt60, rel=0.15)
+        assert f"{low_rt60():.2f} s" in panel.decay_legend.text()
+    # damping shows as a shorter high band, named in the legend
+    high = {c.band: c for c in panel.decay_result}["high"].rt60_s
+    assert high < 0.8 * low_rt60() and f"{high:.2f} s" in panel.decay_legend.text()
+    window.model.edit(0, "send_db", -12.0)
+    qtbot.waitUntil(lambda: "every send is off" not in panel.decay_title, timeout=30000)
+    assert panel.decay_title == "Reverb decay (FX return)"
+    # the return level only scales the response: its curves stay, nothing is recomputed
+    shown = panel.decay_result
+    window.model.edit(-1, "reverb_return_db", -12.0)
+    assert not window.decay.busy
+    qtbot.wait(300)
+    assert panel.decay_result is shown
