@@ -330,7 +330,7 @@ class AnalysisController(QObject):
             self._again = True
             return
         s = self.model.session
-        args = (inputs, s.params.copy(), s.mute, s.solo, s.loop)
+        args = (inputs, s.params.copy(), s.mute, s.solo, s.loop, s.fx_mute)
         cached = self._ref_cache
 
         def job(task):
@@ -340,13 +340,13 @@ class AnalysisController(QObject):
         self.runner.run("analysis", job, on_done=self._done, on_error=lambda *e: self._done(None))
 
     @staticmethod
-    def _analyse(inputs, params, mute, solo, region, cached):
+    def _analyse(inputs, params, mute, solo, region, fx_mute, cached):
         ref = None
         if inputs.reference is not None:
             key = id(inputs.reference)
             ref = cached[1] if cached is not None and cached[0] == key else \
                 measure.measure(inputs.reference, inputs.sample_rate)
-        return measure.analyse(inputs, params, mute, solo, region, ref), ref
+        return measure.analyse(inputs, params, mute, solo, region, ref, fx_mute=fx_mute), ref
 
     def _done(self, out) -> None:
         self._running = False

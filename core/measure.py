@@ -139,9 +139,11 @@ class Analysis:
         return rows
 
 
-def analyse(inputs, params, mute, solo, region, reference: Measurement | None) -> Analysis:
-    """Render the whole mix (for the overview), measure the region, pair with the reference's measurement."""
-    full = render(inputs, params, mute, solo, None)
+def analyse(inputs, params, mute, solo, region, reference: Measurement | None,
+            fx_mute: bool = False) -> Analysis:
+    """Render the whole mix (for the overview), measure the region, pair with the reference's measurement
+    (``fx_mute``: the FX return muted, as heard)."""
+    full = render(inputs, params, mute, solo, None, fx_mute=fx_mute)
     lo, hi = envelope(full)
     a, b = region_frames(region, inputs.sample_rate, inputs.frames)
     mix = measure(full[:, a:b], inputs.sample_rate)

@@ -441,6 +441,32 @@ def test_muted_return_mixes_the_dry_console_and_keeps_its_level():
     assert not unmuted.fx_mute and unmuted.return_gain == pytest.approx(10 ** (6 / 20))
 
 
+def test_analysis_measures_the_mix_with_the_return_muted_as_heard():
+    """The Analysis panel's measurement (core.measure.analyse) takes the return's mute: with the sends
+    open and the return muted it measures the dry mix."""
+    from types import SimpleNamespace
+
+    from core import measure
+    from core.paramfile import MixParams
+
+    rng = np.random.default_rng(12)
+    stems, stereo = make_stems(3, seconds=1.5, seed=12)
+    tp, mp = random_params(rng, 3)
+    tp[:, TRACK.index("send_db")] = 0.0
+    mp[MASTER.index("reverb_return_db")] = 6.0
+    dry = tp.copy()
+    dry[:, TRACK.index("send_db")] = TRACK["send_db"].min
+    inputs = SimpleNamespace(stems=stems, stereo=stereo, sample_rate=SR, frames=stems.shape[-1],
+                             duration=stems.shape[-1] / SR, section=lambda a, b: stems[:, :, a:b])
+    names = [f"t{i}" for i in range(3)]
+    none = np.zeros(3, bool)
+    muted = measure.analyse(inputs, MixParams(names, tp, mp), none, none, None, None, fx_mute=True)
+    off = measure.analyse(inputs, MixParams(names, dry, mp), none, none, None, None)
+    wet = measure.analyse(inputs, MixParams(names, tp, mp), none, none, None, None)
+    assert muted.mix.lufs == off.mix.lufs and muted.mix.true_peak == off.mix.true_peak
+    assert abs(wet.mix.lufs - off.mix.lufs) > 0.1  # unmuted, the reverb is measured with the mix
+
+
 def test_return_mute_while_streaming_fades_out_without_a_click():
     """Muting the return between two blocks of a tone through an open send: no jump at the edit (the
     return's gain ramps like a return-level change), the reverb's output (``fx.wet``) is exactly 0
