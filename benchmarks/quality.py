@@ -172,8 +172,9 @@ def same_case(index: int, song, seconds: float) -> Case:
 
 # --- measures: training.evaluate (shared with training's validation) ------------------------------------
 
-def run_case(case: Case, model, steps: int, seed: int = 0) -> dict[str, dict]:
-    """All rows for one case -> {row: measures}."""
+def run_case(case: Case, model, steps: int, seed: int = 0, reverb: bool | None = None) -> dict[str, dict]:
+    """All rows for one case -> {row: measures}; ``reverb``: prediction and refinement may set the reverb
+    sends and the FX return (``SuggestConfig.reverb``)."""
     from core.suggest import SuggestConfig, suggest
 
     inputs = case.inputs
@@ -183,7 +184,8 @@ def run_case(case: Case, model, steps: int, seed: int = 0) -> dict[str, dict]:
     for row, m, s in plans:
         if row != "refine" and model is None:
             continue
-        result = suggest(inputs, m, SuggestConfig(steps=s, seed=seed))
+        extra = {} if reverb is None else {"reverb": reverb}
+        result = suggest(inputs, m, SuggestConfig(steps=s, seed=seed, **extra))
         out[row] = measure(case, result.params, result.seconds, levels)
         out[row]["reference_kind"] = getattr(result, "reference_kind", None)  # what suggest detected
     base = out["sum"]
@@ -280,7 +282,7 @@ def _per_song_line(case: dict, steps: int) -> str:
 # --- main ----------------------------------------------------------------------------------------------
 
 def run(n_cross: int, n_same: int, steps: int, seconds: float, song, model, seed: int = 0,
-        verbose: bool = False, log=print) -> tuple[list[dict], dict]:
+        verbose: bool = False, log=print, reverb: bool | None = None) -> tuple[list[dict], dict]:
     """Build and measure every case; returns (per-case results, summary)."""
     results = []
     jobs = [(cross_case, k) for k in range(n_cross)] + [(same_case, m) for m in range(n_same)]
@@ -289,7 +291,7 @@ def run(n_cross: int, n_same: int, steps: int, seconds: float, song, model, seed
         case = make(k, song, seconds)
         if i == 0:
             warm_up(case, model)
-        rows = run_case(case, model, steps, seed)
+        rows = run_case(case, model, steps, seed, reverb=reverb)
         entry = {"kind": case.kind, "name": case.name, "info": case.info, "rows": rows,
                  "wall_s": round(time.perf_counter() - t0, 1)}
         results.append(entry)
@@ -331,6 +333,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="refinement seed (default 0)")
     ap.add_argument("--json", metavar="OUT", help="write per-song results and the summary here")
     ap.add_argument("--verbose", action="store_true", help="print every song's rows")
+    ap.add_argument("--reverb", action=argparse.BooleanOptionalAction, default=None,
+                    help="let prediction and refinement set the reverb sends and the FX return "
+                         "(default: as stylemix mix does)")
     args = ap.parse_args(argv)
     defaults = TINY if args.tiny else {"cross": DEFAULT_CROSS, "same": DEFAULT_SAME, "steps": DEFAULT_STEPS,
                                        "seconds": DEFAULT_SECONDS}
@@ -364,7 +369,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         results, summary = run(args.songs_cross, args.songs_same, args.steps, args.seconds, song, model,
-                               args.seed, args.verbose, log=lambda s: print(s, file=sys.stderr, flush=True))
+                               args.seed, args.verbose, log=lambda s: print(s, file=sys.stderr, flush=True),
+                               reverb=args.reverb)
     except (RuntimeError, OSError) as exc:  # e.g. FluidSynth failing, the data folder not writable
         print(f"quality: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -128,6 +128,12 @@ def suggest(inputs: Inputs, model=None, config: SuggestConfig | None = None, *,
         if progress is not None:
             progress(0, total, "Predicting…")
         prediction = predict(inputs, model, cfg.region)
+        # the model has not learnt the reverb yet (its send and return outputs are untrained): the
+        # reverb's controls start where the console has them, and refinement opens sends where the
+        # match pays for them (the prior holds them off otherwise)
+        prediction = prediction.copy()
+        prediction.tracks[:, TRACK.group_mask("reverb")] = base.tracks[:, TRACK.group_mask("reverb")]
+        prediction.master[MASTER.group_mask("reverb")] = base.master[MASTER.group_mask("reverb")]
         start = prediction
     else:
         start = inputs.default_params()

@@ -109,3 +109,24 @@ def test_reverb_controls_stay_put_unless_asked_and_the_reverb_is_not_run(other_s
     cfg = SuggestConfig(steps=3, reference_kind="other", reverb=True)
     r = suggest(other_song, None, cfg, current=current)
     assert calls, "with reverb=True refinement renders the reverb (a send must be able to open)"
+
+
+def test_predict_with_reverb_starts_the_sends_and_return_where_the_console_has_them(other_song):
+    """The model has not learnt the reverb: with reverb=True its send and return outputs are not used;
+    Predict without refinement leaves them as the console has them (the user's return setting too),
+    and only the other controls come from the model."""
+    from core.predict import load_default_model, predict
+
+    model = load_default_model()
+    assert model is not None
+    reverb_t, reverb_m = TRACK.group_mask("reverb"), MASTER.group_mask("reverb")
+    current = other_song.default_params()
+    current.master[MASTER.index("reverb_rt60_s")] = 3.0
+    current.tracks[0, TRACK.index("send_db")] = -12.0
+    cfg = SuggestConfig(steps=0, reference_kind="other", reverb=True)
+    r = suggest(other_song, model, cfg, current=current)
+    np.testing.assert_array_equal(r.params.tracks[:, reverb_t], current.tracks[:, reverb_t])
+    np.testing.assert_array_equal(r.params.master[reverb_m], current.master[reverb_m])
+    raw = predict(other_song, model, None)
+    keep = ~reverb_t & (np.arange(len(TRACK)) != TRACK.index("trim_db"))
+    np.testing.assert_allclose(r.params.tracks[:, keep], raw.tracks[:, keep])
