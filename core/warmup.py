@@ -110,6 +110,10 @@ def compile_kernels(with_torch: bool = True, verbose: bool = False) -> float:
             meter.short_term_lufs(x, sr)
         meter.af_features_np(ref, sr)
         meter.af_features_np(ref.astype(np.float64), sr)
+        from .report import analyse
+
+        analyse(ref, sr)  # the match report's columns of `analyze` (crest factor kernel)
+        analyse(ref.astype(np.float64), sr)
         limit(ref * 8, sr, -1.0)
         limit((ref * 8).astype(np.float64), sr, -1.0)
         output_stage_store(FrameStore.of(ref * 4), sr, 0.0, -10.0, -1.0).out.close()
