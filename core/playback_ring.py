@@ -81,10 +81,26 @@ class Lane:
         c = max(self.fx_ck)  # render() keeps one at or before every block that can be taken back
         fx = self.con.fx
         fx.restore(self.fx_ck[c])
-        for j in range(c, j0):
+        # consecutive blocks fed alike (the same snapshot, sends on or off in both, adjoining frames) go
+        # in one call: the reverb's output and state do not depend on how its input is cut in blocks,
+        # and one call gives up the GIL far fewer times than one per block
+        j = c
+        while j < j0:
             k = j % self.fx_keep
-            fx.process(self.fx_in[k, :, :self.fx_n[k]] if self.fx_on[k] else None, int(self.fx_n[k]),
-                       self.fx_snap[k], int(self.fx_clock[k]))
+            run = [k]
+            while j + len(run) < j0:
+                k2, last = (j + len(run)) % self.fx_keep, run[-1]
+                if (self.fx_snap[k2] is not self.fx_snap[k] or self.fx_on[k2] != self.fx_on[k]
+                        or self.fx_clock[k2] != self.fx_clock[last] + self.fx_n[last]):
+                    break
+                run.append(k2)
+            n = int(sum(int(self.fx_n[r]) for r in run))
+            bus = None
+            if self.fx_on[k]:
+                bus = self.fx_in[k, :, :self.fx_n[k]] if len(run) == 1 else \
+                    np.concatenate([self.fx_in[r, :, :self.fx_n[r]] for r in run], axis=1)
+            fx.process(bus, n, self.fx_snap[k], int(self.fx_clock[k]))
+            j += len(run)
 
     def restart(self, j0: int, idx: np.ndarray) -> None:
         """Initial state, then pre-roll through the song frames ``idx`` (output discarded)."""
