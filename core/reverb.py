@@ -472,22 +472,23 @@ class StreamingReverb:
 
     def checkpoint(self) -> dict:
         """A copy of the whole state (about 6 MB at 44.1 kHz), for :meth:`restore`: the engine re-renders
-        blocks that were not played yet after an edit by going back to a checkpoint."""
-        voices = [(v.kernel, [None if r is None else r.copy() for r in v.rings], v.start, v.ramp, v.w0, v.w1)
+        blocks that were not played yet after an edit by going back to a checkpoint. The copies hold the
+        GIL (:func:`_clone`): playback makes them next to a busy GUI thread."""
+        voices = [(v.kernel, [None if r is None else _clone(r) for r in v.rings], v.start, v.ramp, v.w0, v.w1)
                   for v in self.voices]
-        return {"t": self.t, "input": self._input.copy(), "hist": self._hist.copy(),
-                "fdl": [f.copy() for f in self._fdl], "live": list(self._live), "voices": voices,
+        return {"t": self.t, "input": _clone(self._input), "hist": self._hist.copy(),
+                "fdl": [_clone(f) for f in self._fdl], "live": list(self._live), "voices": voices,
                 "gain": (self._g0, self._g1, self._gstart)}
 
     def restore(self, state: dict) -> None:
         """Go back to a :meth:`checkpoint` (its arrays are copied, so it can be restored again)."""
         self.t = state["t"]
-        self._input[:] = state["input"]
+        _copy_held(self._input, state["input"])
         self._hist = state["hist"].copy()
         for f, saved in zip(self._fdl, state["fdl"], strict=True):
-            f[:] = saved
+            _copy_held(f, saved)
         self._live = list(state["live"])
-        self.voices = [_Voice(k, [None if r is None else r.copy() for r in rings], start, ramp, w0, w1)
+        self.voices = [_Voice(k, [None if r is None else _clone(r) for r in rings], start, ramp, w0, w1)
                        for k, rings, start, ramp, w0, w1 in state["voices"]]
         self._g0, self._g1, self._gstart = state["gain"]
 
@@ -626,6 +627,22 @@ class StreamingReverb:
         # the ring as (rows, 2, N): output block c lands in row c + start / N
         rows = v.rings[j].reshape(2, -1, size).transpose(1, 0, 2)
         _put_rows(rows, first + start // size, z)
+
+
+@njit(cache=True)  # holds the GIL: a numpy copy of megabytes gives it up, and with a busy GUI thread
+def _copy_held(dst, src):  # playback's render thread then waits up to a switch interval to get it back
+    """``dst[...] = src`` (same shape and dtype, 1-D or 2-D, C-contiguous)."""
+    a = dst.reshape(-1)
+    b = src.reshape(-1)
+    for i in range(b.shape[0]):
+        a[i] = b[i]
+
+
+def _clone(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` made without giving up the GIL (:func:`_copy_held`)."""
+    out = np.empty_like(x)
+    _copy_held(out, x)
+    return out
 
 
 def _put_rows(a: np.ndarray, first: int, values: np.ndarray) -> None:
