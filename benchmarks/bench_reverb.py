@@ -7,9 +7,9 @@ waiting for the CPU).
 
 Targets (issue "Reverb send"): the streaming engine with 16 stereo stems and 16 sends keeps >= 80x real
 time on one core; measured directly (the wired engine, sends open, against the same engine with its
-sends off) and, as before, as the cost of the sends and the stream alone. The engine without the
-reverb renders 16 stereo stems at about 120x on an idle
-machine (README), so the sends and the reverb may add half of the engine's own cost (120x -> 80x).
+sends off) and, as before, as the cost of the sends and the stream alone. The budget assumed the
+engine without the reverb at about 120x on an idle machine, so that the sends and the reverb might add
+half of the engine's own cost (120x -> 80x); today's machine measures that engine at 76-80x (README).
 The engine is measured in the same run and the targets are that ratio: the reverb at the export block
 (8192) >= 2x the engine's real-time factor. Playback blocks (256, 512) only need real time with a wide
 margin (>= 20x). The send bus is summed once (here a numpy sum of 16 stereo tracks) and convolved once:
