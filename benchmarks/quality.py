@@ -330,6 +330,8 @@ def main(argv=None) -> int:
                     help="numpy songs from tests/synthetic.py instead of FluidSynth songs")
     ap.add_argument("--data", default=str(ROOT / "data" / "quality"), help="cache of generated songs")
     ap.add_argument("--no-model", action="store_true", help="leave out the model rows")
+    ap.add_argument("--model", metavar="CHECKPOINT",
+                    help="the model rows with this checkpoint (default: the shipped assets/model/default.pt)")
     ap.add_argument("--seed", type=int, default=0, help="refinement seed (default 0)")
     ap.add_argument("--json", metavar="OUT", help="write per-song results and the summary here")
     ap.add_argument("--verbose", action="store_true", help="print every song's rows")
@@ -362,7 +364,7 @@ def main(argv=None) -> int:
     else:
         def song(seed, seconds):
             return fluidsynth_song(seed, seconds, Path(args.data))
-    model = None if args.no_model else load_default_model()
+    model = None if args.no_model else load_default_model(args.model)
     if model is None and not args.no_model:
         print("quality: no shipped model; model rows left out", file=sys.stderr)
 
