@@ -390,18 +390,21 @@ def test_reverb_adds_no_latency_to_the_dry_path():
     assert np.abs(wet[:, onset:onset + 200] - dry[:, onset:onset + 200]).max() > 1e-3
 
 
-def test_reverb_edit_while_streaming_is_heard_without_a_click():
-    """Decay, width and pre-delay changed between two blocks of a steady tone: the output changes, and
-    its largest sample-to-sample step stays that of the steady signal (cross-fade, no jump)."""
-    n = SR
-    t = np.arange(n) / SR
+def _tone_through_open_send() -> StreamingConsole:
+    """A console of one mono 110 Hz tone (1 s) with its send wide open and the return at +6 dB."""
+    t = np.arange(SR) / SR
     tone = (0.5 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
-    stems = np.stack([np.stack([tone, tone])])
     tp = np.tile(TRACK.defaults(), (1, 1))
     tp[:, TRACK.index("send_db")] = 0.0
     mp = MASTER.defaults()
     mp[MASTER.index("reverb_return_db")] = 6.0
-    con = StreamingConsole(stems, [False], SR, tp, mp)
+    return StreamingConsole(np.stack([np.stack([tone, tone])]), [False], SR, tp, mp)
+
+
+def test_reverb_edit_while_streaming_is_heard_without_a_click():
+    """Decay, width and pre-delay changed between two blocks of a steady tone: the output changes, and
+    its largest sample-to-sample step stays that of the steady signal (cross-fade, no jump)."""
+    con = _tone_through_open_send()
     before = np.concatenate([con.process(512).copy() for _ in range(40)], axis=1)
     kernel = con.snapshot.reverb
     snap = con.snapshot.edit([(-1, "reverb_rt60_s", 0.3), (-1, "reverb_width", 0.0),
@@ -471,15 +474,7 @@ def test_return_mute_while_streaming_fades_out_without_a_click():
     """Muting the return between two blocks of a tone through an open send: no jump at the edit (the
     return's gain ramps like a return-level change), the reverb's output (``fx.wet``) is exactly 0
     after the ramp and the output is the dry console's; unmuting brings the ringing reverb back."""
-    n = SR
-    t = np.arange(n) / SR
-    tone = (0.5 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
-    stems = np.stack([np.stack([tone, tone])])
-    tp = np.tile(TRACK.defaults(), (1, 1))
-    tp[:, TRACK.index("send_db")] = 0.0
-    mp = MASTER.defaults()
-    mp[MASTER.index("reverb_return_db")] = 6.0
-    con = StreamingConsole(stems, [False], SR, tp, mp)
+    con = _tone_through_open_send()
     before = np.concatenate([con.process(512).copy() for _ in range(40)], axis=1)
     assert np.abs(con.fx.wet).max() > 0.05
     con.set_params(fx_mute=True)
@@ -488,9 +483,9 @@ def test_return_mute_while_streaming_fades_out_without_a_click():
     edge = np.abs(np.diff(np.concatenate([before[:, -64:], after[:, :2048]], axis=1), axis=1)).max()
     assert edge <= 1.2 * steady
     assert not con.fx.wet.any()
-    dry_tp = tp.copy()
+    dry_tp = con.snapshot.track.copy()
     dry_tp[:, TRACK.index("send_db")] = TRACK["send_db"].min
-    dry = render_stream(stems, [False], dry_tp, mp, SR, threads=1)
+    dry = render_stream(con.stems, [False], dry_tp, con.snapshot.master.copy(), SR, threads=1)
     np.testing.assert_allclose(after[:, 1024:], dry[:, 40 * 512 + 1024:50 * 512], rtol=0, atol=1e-6)
     con.set_params(fx_mute=False)
     con.process(1024)
